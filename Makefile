@@ -1,0 +1,46 @@
+# The front door. `make demo` and `make test` are the whole set-up on a fresh
+# Debian machine with Go: both install what they need through `deps`.
+
+GO ?= go
+export XDG_RUNTIME_DIR ?= /tmp/neurolov-xdg
+BIN := bin/neurolov
+
+.PHONY: all deps build demo test test-short bench generate lint fuzz clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+	@mkdir -p $(XDG_RUNTIME_DIR)
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/neurolov
+
+demo: build
+	./$(BIN) demo
+
+test: deps
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	./$(BIN) bench dispatch
+	./$(BIN) bench verify
+
+generate:
+	$(GO) generate ./...
+
+lint: deps
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./protocol/... ./tensor/...
+	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	./bin/staticcheck ./...
+	GOOS=js GOARCH=wasm ./bin/staticcheck ./protocol/... ./tensor/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocol/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,215 @@
+package scheduler
+
+import (
+	"slices"
+	"time"
+)
+
+// queue is a FIFO of shard replicas waiting for a worker. Items taken from
+// the middle are set to nil and skipped; the slice is compacted as the head
+// advances.
+type queue struct {
+	items []need
+	head  int
+}
+
+type need struct {
+	sh *shard
+	// trusted asks for a trusted worker (tie-breakers and
+	// re-verification) until the time untrustedAfter; after it, or when no
+	// trusted worker is connected, anyone eligible may take it.
+	trusted        bool
+	untrustedAfter time.Time
+}
+
+func (q *queue) push(n need) { q.items = append(q.items, n) }
+
+func (q *queue) len() int { return len(q.items) - q.head }
+
+func (q *queue) compact() {
+	for q.head < len(q.items) && q.items[q.head].sh == nil {
+		q.items[q.head] = need{}
+		q.head++
+	}
+	if q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+}
+
+// need queues one more replica of sh.
+func (s *Scheduler) need(q *queue, sh *shard, trusted bool) {
+	sh.queued++
+	q.push(need{sh: sh, trusted: trusted, untrustedAfter: s.now.Add(s.cfg.TrustedWait)})
+}
+
+// fillAll gives work to every worker with free window slots.
+func (s *Scheduler) fillAll(now time.Time) {
+	if s.urgent.len() == 0 && s.fresh.len() == 0 && (len(s.canaries) == 0 || s.cfg.CanaryRate == 0) {
+		return
+	}
+	k := 0
+	for i := 0; i < len(s.idle); i++ {
+		wk := s.idle[i]
+		if !wk.gone && s.urgent.len()+s.fresh.len() > 0 {
+			s.fill(now, wk)
+		}
+		if wk.gone || len(wk.leases) >= wk.Window {
+			wk.idle = false
+		} else {
+			s.idle[k] = wk
+			k++
+		}
+	}
+	clear(s.idle[k:])
+	s.idle = s.idle[:k]
+}
+
+// markIdle lists wk among the workers with free window slots.
+func (s *Scheduler) markIdle(wk *worker) {
+	if !wk.idle && !wk.gone {
+		wk.idle = true
+		s.idle = append(s.idle, wk)
+	}
+}
+
+// fill hands wk leases until its window is full or nothing fits it.
+func (s *Scheduler) fill(now time.Time, wk *worker) {
+	for len(wk.leases) < wk.Window {
+		if s.cfg.CanaryRate > 0 && len(s.canaries) > 0 && (s.urgent.len() > 0 || s.fresh.len() > 0) &&
+			s.rng.Float64() < s.cfg.CanaryRate {
+			if s.assignCanary(now, wk) {
+				continue
+			}
+		}
+		sh := s.take(now, &s.urgent, wk)
+		if sh == nil {
+			sh = s.take(now, &s.fresh, wk)
+		}
+		if sh == nil {
+			break
+		}
+		s.assign(now, wk, sh)
+	}
+}
+
+// take removes and returns the first shard in q that wk may compute.
+func (s *Scheduler) take(now time.Time, q *queue, wk *worker) *shard {
+	q.compact()
+	scanned := 0
+	for i := q.head; i < len(q.items) && scanned < s.cfg.ScanLimit; i++ {
+		n := q.items[i]
+		if n.sh == nil {
+			continue
+		}
+		scanned++
+		sh := n.sh
+		if !s.stillNeeded(sh) {
+			q.items[i] = need{}
+			sh.queued--
+			continue
+		}
+		if !s.eligible(wk, sh, n.trusted && now.Before(n.untrustedAfter)) {
+			continue
+		}
+		q.items[i] = need{}
+		sh.queued--
+		return sh
+	}
+	return nil
+}
+
+// stillNeeded reports whether a queued replica of sh is still wanted.
+func (s *Scheduler) stillNeeded(sh *shard) bool {
+	if sh.job.state == jobFailed {
+		return false
+	}
+	if sh.state == shardAccepted && !sh.reverify {
+		return false
+	}
+	if sh.want == 0 {
+		return true
+	}
+	return len(sh.results)+sh.leased < sh.want
+}
+
+func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted bool) bool {
+	if slices.Contains(sh.tried, wk.Address) || (sh.reverify && slices.Contains(sh.vouchers, wk.Address)) {
+		return false
+	}
+	if wk.MaxShardBytes > 0 && sh.task.Bytes > wk.MaxShardBytes {
+		return false
+	}
+	if sh.heavy && wk.Backend != BackendNativeGPU {
+		return false
+	}
+	if wantTrusted && s.trusted > 0 && !s.isTrusted(wk.rep) {
+		return false
+	}
+	return true
+}
+
+func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard) {
+	if sh.want == 0 {
+		sh.want = s.replicationFor(sh.job, wk.rep)
+		for i := 1; i < sh.want; i++ {
+			s.need(&s.urgent, sh, false)
+		}
+	}
+	sh.tried = append(sh.tried, wk.Address)
+	sh.leased++
+	l := s.newLease(now, wk)
+	l.shard, l.task = sh, &sh.task
+	sh.leases = append(sh.leases, l)
+	s.emit(Action{Kind: Assign, Worker: wk.ID, Address: wk.Address, Lease: l.id, Job: sh.job.id, Shard: sh.index, Task: l.task, FLOPs: sh.task.FLOPs})
+}
+
+func (s *Scheduler) newLease(now time.Time, wk *worker) *lease {
+	s.nextLease++
+	l := &lease{id: s.nextLease, worker: wk, deadline: now.Add(s.cfg.LeaseTimeout)}
+	s.leases[l.id] = l
+	wk.leases[l.id] = l
+	s.expiry = append(s.expiry, l)
+	return l
+}
+
+// replicationFor decides how many agreeing results a shard needs, from the
+// job's forced factor or the first worker's reputation.
+func (s *Scheduler) replicationFor(jb *job, r *reputation) int {
+	if jb.replication > 0 {
+		return jb.replication
+	}
+	if !s.isTrusted(r) {
+		return 2
+	}
+	p := 1 / float64(r.run)
+	if p < s.cfg.MinReplication {
+		p = s.cfg.MinReplication
+	}
+	if s.rng.Float64() < p {
+		return 2
+	}
+	return 1
+}
+
+// assignCanary gives wk a canary derived from a verified shard it did not
+// vouch for. It reports false when no source fits.
+func (s *Scheduler) assignCanary(now time.Time, wk *worker) bool {
+	for range 4 {
+		c := &s.canaries[s.rng.IntN(len(s.canaries))]
+		if slices.Contains(c.vouched, wk.Address) {
+			continue
+		}
+		if wk.MaxShardBytes > 0 && c.task.Bytes > wk.MaxShardBytes {
+			continue
+		}
+		task, expected := s.check.Canary(c.task, c.outputs, s.rng)
+		l := s.newLease(now, wk)
+		l.canary, l.task, l.expected = c, task, expected
+		s.emit(Action{Kind: Assign, Worker: wk.ID, Address: wk.Address, Lease: l.id, Task: task, FLOPs: task.FLOPs})
+		return true
+	}
+	return false
+}

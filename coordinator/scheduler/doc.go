@@ -1,0 +1,44 @@
+// Package scheduler is the coordinator's pure state machine: it decides which
+// worker computes which shard replica, when a lease has expired, when a
+// result is accepted, who is paid and who is caught cheating.
+//
+// It imports no network, no store and never reads the clock or a global
+// random source: every event method takes the current time, and the
+// Scheduler is built with a *rand.Rand (seeded in tests, a secret ChaCha8
+// source in production) and a Checker that judges results (the pure
+// coordinator/verify package in production). Each event returns the actions
+// the plumbing must carry out — assign a lease, cancel one, reject a result,
+// accept a shard, pay or forfeit, ban an address, finish or fail a job — in
+// a slice that stays valid until the next call.
+//
+// # Leases and replicas
+//
+// A job is a list of shard tasks. Each shard needs replicas: a lease gives
+// one replica to one worker until a deadline. A shard is never given twice
+// to the same worker address. Expired leases, workers that leave and worker
+// errors re-issue the replica; a shard that fails Config.MaxAttempts times
+// fails its job with a reason that names the shard and the last error.
+//
+// Every result is first self-checked (shape, finiteness, Freivalds' check,
+// spot checks): a result that fails is proof of cheating. Results that pass
+// are compared with the shard's other replicas element by element; when they
+// disagree a tie-breaker is issued (preferably to a trusted worker) and the
+// majority decides; the minority is caught.
+//
+// # Adaptive replication
+//
+// BOINC-style, per address: a new identity is untrusted and every shard it
+// takes is replicated. After Config.TrustRun consecutive valid results the
+// address is trusted and a shard it takes is replicated only with
+// probability max(Config.MinReplication, 1/run); on top of that every
+// worker receives canaries at Config.CanaryRate — already-verified shards
+// with rows permuted, indistinguishable from new work — whose answers are
+// known. A job may force a replication factor instead.
+//
+// A caught address gets no more work (Ban), forfeits its unsettled pay
+// (Forfeit), and every shard it vouched for is verified again by two other
+// workers; if the new majority disagrees with what was accepted, the result
+// is replaced (Correct) and the other vouchers of the wrong result are
+// caught too. Identities are free, so a caught cheater may come back under a
+// new address and starts again untrusted.
+package scheduler

@@ -1,0 +1,166 @@
+package scheduler
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// valueChecker is a fake Checker beside the real one (verify_test.go runs
+// the real coordinator/verify checker): each task's correct answer is the
+// single value in its first input; a result "passes self-check" unless it is
+// grossly wrong (off by more than grossDelta) and two results agree within
+// agreeDelta. That models what Freivalds' check catches (gross errors) and
+// what only replicas and canaries catch (subtle ones).
+type valueChecker struct{}
+
+const (
+	grossDelta = 100
+	agreeDelta = 0.5
+)
+
+func (valueChecker) Check(t *Task, out []*tensor.Tensor, _ *rand.Rand) (bool, string) {
+	if len(out) != 1 || out[0].Len() != 1 {
+		return false, "wrong shape"
+	}
+	if math.Abs(float64(out[0].Data[0]-t.Inputs[0].Data[0])) > grossDelta {
+		return false, "freivalds mismatch"
+	}
+	return true, ""
+}
+
+func (valueChecker) Agree(_ *Task, a, b []*tensor.Tensor) bool {
+	return math.Abs(float64(a[0].Data[0]-b[0].Data[0])) <= agreeDelta
+}
+
+func (valueChecker) Canary(t *Task, out []*tensor.Tensor, _ *rand.Rand) (*Task, []*tensor.Tensor) {
+	c := *t
+	return &c, []*tensor.Tensor{out[0].Clone()}
+}
+
+// harness drives a Scheduler with scripted events and records its actions.
+// Time is a value the test moves; nothing sleeps.
+type harness struct {
+	t   *testing.T
+	s   *Scheduler
+	now time.Time
+	// log is every action so far, in order.
+	log []Action
+	// open maps lease → assigned task for each worker, so scripts can answer.
+	open map[WorkerID]map[LeaseID]*Task
+}
+
+func newHarness(t *testing.T, mutate func(*Config)) *harness {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.CanaryRate = 0
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	return &harness{
+		t:    t,
+		s:    New(cfg, rand.New(rand.NewPCG(1, 2)), valueChecker{}),
+		now:  time.Unix(1_700_000_000, 0),
+		open: make(map[WorkerID]map[LeaseID]*Task),
+	}
+}
+
+func (h *harness) record(acts []Action) []Action {
+	out := append([]Action(nil), acts...)
+	for _, a := range out {
+		switch a.Kind {
+		case Assign:
+			if h.open[a.Worker] == nil {
+				h.open[a.Worker] = make(map[LeaseID]*Task)
+			}
+			h.open[a.Worker][a.Lease] = a.Task
+		case Cancel:
+			delete(h.open[a.Worker], a.Lease)
+		}
+	}
+	h.log = append(h.log, out...)
+	return out
+}
+
+func addr(b byte) Address { return Address{b} }
+
+func valueTask(v float32) Task {
+	return Task{Kernel: "value", Inputs: []*tensor.Tensor{{Shape: []int{1}, Data: []float32{v}}}, FLOPs: 10, Bytes: 8}
+}
+
+func (h *harness) submit(id JobID, replication int, values ...float32) []Action {
+	j := Job{ID: id, Replication: replication}
+	for _, v := range values {
+		j.Tasks = append(j.Tasks, valueTask(v))
+	}
+	return h.record(h.s.SubmitJob(h.now, j))
+}
+
+func (h *harness) join(id WorkerID, a byte, window int) []Action {
+	return h.record(h.s.WorkerJoined(h.now, Worker{ID: id, Address: addr(a), Backend: BackendCPU, Window: window}))
+}
+
+func (h *harness) leave(id WorkerID) []Action {
+	delete(h.open, id)
+	return h.record(h.s.WorkerLeft(h.now, id))
+}
+
+func (h *harness) advance(d time.Duration) []Action {
+	h.now = h.now.Add(d)
+	return h.record(h.s.Tick(h.now))
+}
+
+// answer sends value v for lease l of worker w.
+func (h *harness) answer(w WorkerID, l LeaseID, v float32) []Action {
+	delete(h.open[w], l)
+	return h.record(h.s.Result(h.now, w, l, []*tensor.Tensor{{Shape: []int{1}, Data: []float32{v}}}))
+}
+
+// honest answers every open lease of w correctly (offset by delta) and
+// returns the actions.
+func (h *harness) respond(w WorkerID, delta float32) []Action {
+	var all []Action
+	for {
+		var l LeaseID
+		var task *Task
+		for id, t := range h.open[w] {
+			if l == 0 || id < l {
+				l, task = id, t
+			}
+		}
+		if l == 0 {
+			return all
+		}
+		all = append(all, h.answer(w, l, task.Inputs[0].Data[0]+delta)...)
+	}
+}
+
+func (h *harness) leases(w WorkerID) []LeaseID {
+	var ls []LeaseID
+	for l := range h.open[w] {
+		ls = append(ls, l)
+	}
+	return ls
+}
+
+func count(acts []Action, k ActionKind) int {
+	n := 0
+	for _, a := range acts {
+		if a.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+func find(acts []Action, k ActionKind) *Action {
+	for i := range acts {
+		if acts[i].Kind == k {
+			return &acts[i]
+		}
+	}
+	return nil
+}

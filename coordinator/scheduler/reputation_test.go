@@ -1,0 +1,145 @@
+package scheduler
+
+import (
+	"testing"
+	"time"
+)
+
+// trustUp runs n two-replica shards through workers 1 and 2 (addresses 1
+// and 2) so both build a run of valid results.
+func trustUp(h *harness, n int) {
+	for i := 0; i < n; i++ {
+		h.submit(JobID("warm"+string(rune('a'+i))), 0, float32(i))
+		h.respond(1, 0)
+		h.respond(2, 0)
+	}
+}
+
+func TestAdaptiveReplicationLowersOverheadForTrustedWorkers(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0.05 })
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 10)
+	if ok, run := h.s.Trusted(addr(1)); !ok || run != 10 {
+		t.Fatalf("address 1 trusted=%v run=%d after 10 valid results", ok, run)
+	}
+	before := h.s.Stats()
+	const shards = 400
+	values := make([]float32, shards)
+	h.submit("big", 0, values...)
+	for range 2 * shards {
+		if len(h.open[1]) == 0 && len(h.open[2]) == 0 {
+			break
+		}
+		h.respond(1, 0)
+		h.respond(2, 0)
+	}
+	st := h.s.Stats()
+	results := st.Results - before.Results
+	accepted := st.Accepted - before.Accepted
+	if accepted != shards {
+		t.Fatalf("accepted %d of %d", accepted, shards)
+	}
+	ratio := float64(results) / float64(accepted)
+	t.Logf("replicas per shard for trusted workers: %.3f", ratio)
+	if ratio > 1.15 || ratio < 1.01 {
+		t.Fatalf("replicas per shard %.3f, want about 1 + max(floor, 1/run)", ratio)
+	}
+}
+
+func TestCaughtLaterIsReverifiedAndCorrected(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	// Worker 2 leaves; trusted worker 1 now takes shards alone and cheats
+	// subtly on one (passes the self-check, so it is accepted on its word).
+	h.leave(2)
+	acts := h.submit("victim", 0, 100)
+	if count(acts, Assign) != 1 {
+		t.Fatalf("assign: %v", acts)
+	}
+	acts = h.respond(1, 3) // subtle lie
+	acc := find(acts, Accept)
+	if acc == nil || len(acc.Vouchers) != 1 || find(acts, JobDone) == nil {
+		t.Fatalf("want single-replica accept and job done: %v", acts)
+	}
+	// Later worker 1 is caught on another shard (a gross lie).
+	h.submit("trap", 1, 5)
+	acts = h.respond(1, 5000)
+	if find(acts, Ban) == nil {
+		t.Fatalf("gross lie not caught: %v", acts)
+	}
+	h.join(3, 3, 1)
+	h.join(4, 4, 1)
+	// The victim shard is re-verified by two other workers.
+	for i := 0; i < 100 && (h.s.OpenLeases() > 0 || h.s.urgent.len() > 0); i++ {
+		h.respond(3, 0)
+		h.respond(4, 0)
+		h.advance(time.Second)
+	}
+	c := find(h.log, Correct)
+	if c == nil || c.Job != "victim" || c.Outputs[0].Data[0] != 100 {
+		t.Fatalf("victim not corrected: %v", h.log[len(h.log)-10:])
+	}
+	if h.s.Stats().Corrections != 1 {
+		t.Fatalf("corrections = %d", h.s.Stats().Corrections)
+	}
+}
+
+func TestCanaryCatchesTrustedSubtleCheater(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CanaryRate = 0.5; c.MinReplication = 0 })
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	h.join(3, 3, 1)
+	h.leave(2)
+	values := make([]float32, 50)
+	h.submit("work", 0, values...)
+	caught := false
+	for i := 0; i < 200 && !caught; i++ {
+		h.respond(1, 0)
+		for _, a := range h.respond(3, 2) { // worker 3 always lies subtly
+			if a.Kind == Ban && a.Address == addr(3) {
+				caught = true
+			}
+		}
+	}
+	if !caught {
+		t.Fatal("subtle cheater never caught by canaries or replicas")
+	}
+	if h.s.Stats().Canaries == 0 {
+		t.Fatal("no canaries issued")
+	}
+}
+
+func TestColludersOutvoteButAreCaughtOnReverify(t *testing.T) {
+	h := newHarness(t, nil)
+	// Two colluders (addresses 5, 6) take the same shard and agree on a
+	// subtle wrong answer; it is accepted. When one is caught elsewhere,
+	// re-verification overturns it and catches the other.
+	h.join(5, 5, 1)
+	h.join(6, 6, 1)
+	h.submit("c", 0, 42)
+	h.respond(5, 2)
+	acts := h.respond(6, 2)
+	if find(acts, Accept) == nil {
+		t.Fatalf("agreeing colluders not accepted: %v", acts)
+	}
+	h.join(7, 7, 1)
+	h.join(8, 8, 1)
+	h.submit("x", 0, 1)
+	h.respond(5, 999) // gross: caught
+	for i := 0; i < 6; i++ {
+		h.advance(time.Second)
+		h.respond(7, 0)
+		h.respond(8, 0)
+		h.respond(6, 0)
+	}
+	if !h.s.Caught(addr(6)) {
+		t.Fatalf("colluder 6 not caught after re-verification: %v", h.log)
+	}
+	if c := find(h.log, Correct); c == nil || c.Job != "c" || c.Outputs[0].Data[0] != 42 {
+		t.Fatal("colluded result not corrected")
+	}
+}

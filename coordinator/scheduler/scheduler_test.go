@@ -1,0 +1,335 @@
+package scheduler
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestScripts runs table-driven event scripts covering every fault the
+// scheduler sees.
+func TestScripts(t *testing.T) {
+	tests := []struct {
+		name   string
+		config func(*Config)
+		script func(h *harness)
+	}{
+		{
+			name: "two replicas agree, job done, both paid",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				acts := h.submit("j", 0, 7)
+				if got := count(acts, Assign); got != 2 {
+					h.t.Fatalf("assigns = %d, want 2 (untrusted → replicated)", got)
+				}
+				h.respond(1, 0)
+				acts = h.respond(2, 0.1)
+				if a := find(acts, Accept); a == nil || len(a.Vouchers) != 2 {
+					h.t.Fatalf("no accept with 2 vouchers in %v", acts)
+				}
+				if count(acts, Pay) != 2 || count(acts, JobDone) != 1 {
+					h.t.Fatalf("want 2 pays and job done, got %v", acts)
+				}
+			},
+		},
+		{
+			name: "never two replicas to one address, even over two connections",
+			script: func(h *harness) {
+				h.join(1, 1, 4)
+				h.join(2, 1, 4) // same address, second tab
+				acts := h.submit("j", 0, 1, 2)
+				if got := count(acts, Assign); got != 2 {
+					h.t.Fatalf("assigns = %d, want 2 (one per shard, replicas wait for another address)", got)
+				}
+				seen := map[int]bool{}
+				for _, a := range acts {
+					if a.Kind == Assign {
+						if seen[a.Shard] {
+							h.t.Fatalf("shard %d given twice to address 1", a.Shard)
+						}
+						seen[a.Shard] = true
+					}
+				}
+				acts = h.join(3, 3, 4)
+				if got := count(acts, Assign); got != 2 {
+					h.t.Fatalf("new address got %d assigns, want the 2 waiting replicas", got)
+				}
+			},
+		},
+		{
+			name: "lease expiry re-issues to another worker; late result rejected",
+			config: func(c *Config) { c.LeaseTimeout = 10 * time.Second },
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 5)
+				late := h.leases(1)[0]
+				h.join(3, 3, 1)
+				acts := h.advance(11 * time.Second)
+				if count(acts, Cancel) != 2 {
+					h.t.Fatalf("want both leases cancelled on expiry, got %v", acts)
+				}
+				if h.s.Stats().Expired != 2 || h.s.Stats().Reissued != 2 {
+					h.t.Fatalf("stats %+v", h.s.Stats())
+				}
+				acts = h.answer(1, late, 5)
+				if a := find(acts, Reject); a == nil || !strings.Contains(a.Reason, "no such lease") {
+					h.t.Fatalf("late result not rejected: %v", acts)
+				}
+				if count(acts, Pay) != 0 {
+					h.t.Fatal("late result paid")
+				}
+			},
+		},
+		{
+			name: "duplicate and replayed results are rejected and paid once",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 3, 4)
+				l1 := h.leases(1)[0]
+				h.answer(1, l1, h.open[1][l1].Inputs[0].Data[0])
+				acts := h.answer(1, l1, 3) // duplicate
+				if count(acts, Reject) != 1 || count(acts, Pay) != 0 {
+					h.t.Fatalf("duplicate: %v", acts)
+				}
+				if h.s.Stats().Unleased != 1 {
+					h.t.Fatalf("unleased = %d", h.s.Stats().Unleased)
+				}
+				h.respond(2, 0)
+				h.respond(1, 0)
+				h.respond(2, 0)
+				pays := count(h.log, Pay)
+				if pays != 4 {
+					h.t.Fatalf("pays = %d, want 4 (2 shards × 2 replicas)", pays)
+				}
+				acts = h.answer(2, l1, 3) // replay of another worker's lease
+				if count(acts, Reject) != 1 || count(acts, Pay) != 0 {
+					h.t.Fatalf("replay: %v", acts)
+				}
+			},
+		},
+		{
+			name: "result for a lease held by another worker is rejected, the lease survives",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 3)
+				l1 := h.leases(1)[0]
+				acts := h.record(h.s.Result(h.now, 2, l1, nil))
+				if count(acts, Reject) != 1 {
+					h.t.Fatalf("foreign lease: %v", acts)
+				}
+				if h.s.OpenLeases() != 2 {
+					h.t.Fatalf("open leases = %d, want 2", h.s.OpenLeases())
+				}
+			},
+		},
+		{
+			name: "worker vanishing mid-shard gets its replica re-issued",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 9)
+				h.leave(1)
+				acts := h.join(3, 3, 1)
+				if count(acts, Assign) != 1 {
+					h.t.Fatalf("re-issue: %v", acts)
+				}
+				h.respond(2, 0)
+				acts = h.respond(3, 0)
+				if count(acts, JobDone) != 1 {
+					h.t.Fatalf("job not done: %v", acts)
+				}
+			},
+		},
+		{
+			name: "worker errors count as attempts; job fails with the reason",
+			config: func(c *Config) { c.MaxAttempts = 3 },
+			script: func(h *harness) {
+				for i := 1; i <= 5; i++ {
+					h.join(WorkerID(i), byte(i), 1)
+				}
+				h.submit("j", 1, 2)
+				var acts []Action
+				for range 3 {
+					for w := WorkerID(1); w <= 5; w++ {
+						for _, l := range h.leases(w) {
+							delete(h.open[w], l)
+							acts = h.record(h.s.WorkerError(h.now, w, l, "out of memory"))
+						}
+					}
+				}
+				a := find(h.log, JobFailed)
+				if a == nil || !strings.Contains(a.Reason, "shard 0 failed 3 times") || !strings.Contains(a.Reason, "out of memory") {
+					h.t.Fatalf("job failure: %v", acts)
+				}
+			},
+		},
+		{
+			name: "gross cheat is caught by the self-check, banned, forfeited, rejoins under a new address",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 10)
+				acts := h.respond(1, 1000)
+				if find(acts, Ban) == nil || find(acts, Forfeit) == nil || find(acts, Reject) == nil {
+					h.t.Fatalf("cheat not caught: %v", acts)
+				}
+				if !h.s.Caught(addr(1)) {
+					h.t.Fatal("address 1 not marked caught")
+				}
+				acts = h.join(3, 1, 1)
+				if find(acts, Ban) == nil || count(acts, Assign) != 0 {
+					h.t.Fatalf("caught address rejoined and got work: %v", acts)
+				}
+				acts = h.join(4, 4, 1) // same cheater, new identity
+				if count(acts, Assign) != 1 {
+					h.t.Fatalf("new identity got no work: %v", acts)
+				}
+				h.respond(2, 0)
+				acts = h.respond(4, 0)
+				if count(acts, JobDone) != 1 {
+					h.t.Fatalf("job not done after replacement: %v", acts)
+				}
+			},
+		},
+		{
+			name: "subtle disagreement brings a tie-breaker; the minority is caught",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 10)
+				h.respond(1, 0)
+				acts := h.respond(2, 5) // subtle: passes self-check, disagrees
+				if count(acts, Accept) != 0 {
+					h.t.Fatalf("accepted without a majority: %v", acts)
+				}
+				acts = h.join(3, 3, 1)
+				if count(acts, Assign) != 1 {
+					h.t.Fatalf("no tie-breaker: %v", acts)
+				}
+				acts = h.respond(3, 0.2)
+				a := find(acts, Accept)
+				if a == nil || len(a.Vouchers) != 2 || a.Replicas != 3 {
+					h.t.Fatalf("majority accept: %v", acts)
+				}
+				if b := find(acts, Ban); b == nil || b.Address != addr(2) {
+					h.t.Fatalf("minority not caught: %v", acts)
+				}
+			},
+		},
+		{
+			name: "forced replication 3 waits for three distinct addresses",
+			script: func(h *harness) {
+				h.join(1, 1, 2)
+				h.join(2, 2, 2)
+				acts := h.submit("j", 3, 1)
+				if count(acts, Assign) != 2 {
+					h.t.Fatalf("assigns: %v", acts)
+				}
+				h.respond(1, 0)
+				if acts := h.respond(2, 0); count(acts, Accept) != 0 {
+					h.t.Fatal("accepted with 2 of 3")
+				}
+				h.join(3, 3, 1)
+				if acts := h.respond(3, 0); find(acts, Accept) == nil {
+					h.t.Fatal("not accepted with 3 of 3")
+				}
+			},
+		},
+		{
+			name: "replicas that never agree fail the job",
+			config: func(c *Config) { c.MaxReplicas = 3 },
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 50)
+				h.respond(1, 0)
+				h.respond(2, 10)
+				h.join(3, 3, 1)
+				acts := h.respond(3, 20)
+				if a := find(acts, JobFailed); a == nil || !strings.Contains(a.Reason, "never reached a majority") {
+					h.t.Fatalf("want job failure: %v", acts)
+				}
+			},
+		},
+		{
+			name: "a shard that keeps expiring fails its job instead of hanging",
+			config: func(c *Config) { c.MaxAttempts = 2; c.LeaseTimeout = time.Second },
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("j", 0, 1)
+				h.advance(2 * time.Second)
+				h.advance(2 * time.Second)
+				if a := find(h.log, JobFailed); a == nil || !strings.Contains(a.Reason, "lease expired") {
+					h.t.Fatalf("want failure: %v", h.log)
+				}
+				if h.s.OpenLeases() != 0 {
+					h.t.Fatalf("leases left open: %d", h.s.OpenLeases())
+				}
+			},
+		},
+		{
+			name: "prefetch window: a worker holds up to its window",
+			script: func(h *harness) {
+				h.join(1, 1, 3)
+				acts := h.submit("j", 0, 1, 2, 3, 4, 5)
+				if count(acts, Assign) != 3 {
+					h.t.Fatalf("assigns = %d, want window 3", count(acts, Assign))
+				}
+				acts = h.answer(1, h.leases(1)[0], 0)
+				_ = acts
+				if len(h.open[1]) != 3 {
+					h.t.Fatalf("window not refilled: %d open", len(h.open[1]))
+				}
+			},
+		},
+		{
+			name: "heavy shards go only to native GPU workers; they wait until one joins",
+			config: func(c *Config) { c.HeavyFLOPs = 5 },
+			script: func(h *harness) {
+				h.join(1, 1, 2)
+				h.join(2, 2, 2)
+				acts := h.submit("j", 0, 1)
+				if count(acts, Assign) != 0 {
+					h.t.Fatalf("heavy shard sent to a CPU worker: %v", acts)
+				}
+				acts = h.record(h.s.WorkerJoined(h.now, Worker{ID: 3, Address: addr(3), Backend: BackendNativeGPU, Window: 2}))
+				if count(acts, Assign) != 1 {
+					h.t.Fatalf("GPU worker got %v", acts)
+				}
+			},
+		},
+		{
+			name: "a shard larger than a worker's limit is never sent to it",
+			script: func(h *harness) {
+				h.record(h.s.WorkerJoined(h.now, Worker{ID: 1, Address: addr(1), Backend: BackendWebGPU, Window: 2, MaxShardBytes: 4}))
+				h.record(h.s.WorkerJoined(h.now, Worker{ID: 2, Address: addr(2), Backend: BackendCPU, Window: 2}))
+				acts := h.submit("j", 1, 1)
+				if a := find(acts, Assign); a == nil || a.Worker != 2 {
+					h.t.Fatalf("want the shard on worker 2: %v", acts)
+				}
+			},
+		},
+		{
+			name: "cancelled job drops its leases",
+			script: func(h *harness) {
+				h.join(1, 1, 2)
+				h.join(2, 2, 2)
+				h.submit("j", 0, 1, 2)
+				acts := h.record(h.s.CancelJob(h.now, "j"))
+				if count(acts, Cancel) != 4 || find(acts, JobFailed) == nil {
+					h.t.Fatalf("cancel: %v", acts)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.script(newHarness(t, tc.config))
+		})
+	}
+}

@@ -1,0 +1,209 @@
+package scheduler
+
+import (
+	"encoding/hex"
+	"math/rand/v2"
+	"time"
+
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// WorkerID identifies one worker connection. The transport assigns it; a
+// worker that reconnects gets a new WorkerID but keeps its Address.
+type WorkerID uint64
+
+// LeaseID identifies one replica handed to one worker.
+type LeaseID uint64
+
+// JobID identifies a job.
+type JobID string
+
+// Address is a worker's Ethereum address: its identity, its reputation key
+// and the account that is paid.
+type Address [20]byte
+
+// String returns the 0x-prefixed hex form of a.
+func (a Address) String() string { return "0x" + hex.EncodeToString(a[:]) }
+
+// Backends a worker can report.
+const (
+	BackendCPU       = "cpu"
+	BackendNativeGPU = "native-gpu"
+	BackendWebGPU    = "webgpu"
+	BackendCPUWasm   = "cpu-wasm"
+)
+
+// Task is the work of one shard: a kernel and its inputs. The scheduler
+// never looks inside the tensors; it hands them to the Checker.
+type Task struct {
+	Kernel string
+	Inputs []*tensor.Tensor
+	// FLOPs is the estimated cost of one replica (used for pay and routing).
+	FLOPs float64
+	// Bytes is the estimated memory a worker needs: inputs plus outputs.
+	Bytes float64
+}
+
+// Job is what SubmitJob takes.
+type Job struct {
+	ID    JobID
+	Tasks []Task
+	// Replication forces every shard to be computed by this many distinct
+	// workers that agree (0 = adaptive replication).
+	Replication int
+}
+
+// Worker describes a connected worker.
+type Worker struct {
+	ID      WorkerID
+	Address Address
+	Backend string
+	// Window is how many leases the worker may hold at once (prefetch).
+	Window int
+	// MaxShardBytes is the largest shard the worker can hold (0 = no limit).
+	MaxShardBytes float64
+	// GFLOPS is the worker's measured speed.
+	GFLOPS float64
+}
+
+// Checker judges results. coordinator/verify provides the real one; it must
+// be deterministic given rng and must never reject an honest result.
+type Checker interface {
+	// Check self-checks outputs of t (shapes, finiteness, Freivalds, spot
+	// checks) and says why it failed.
+	Check(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) (ok bool, reason string)
+	// Agree reports whether two results of t agree element by element
+	// within tolerance.
+	Agree(t *Task, a, b []*tensor.Tensor) bool
+	// Canary derives a new task from a verified one (rows permuted, say)
+	// and the outputs a correct worker returns for it.
+	Canary(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) (*Task, []*tensor.Tensor)
+}
+
+// Config holds the scheduler's knobs. The zero value is not useful: start
+// from DefaultConfig.
+type Config struct {
+	// LeaseTimeout is how long a worker may hold a lease.
+	LeaseTimeout time.Duration
+	// MaxAttempts is how many failed replicas (errors, expiries, departures)
+	// a shard tolerates before its job fails.
+	MaxAttempts int
+	// MaxReplicas caps the results gathered for one shard (tie-breakers
+	// included) before the shard, and its job, fail.
+	MaxReplicas int
+	// TrustRun is the run of consecutive valid results after which an
+	// address is trusted.
+	TrustRun int
+	// MinReplication is the floor of the replication probability of a
+	// trusted address.
+	MinReplication float64
+	// CanaryRate is the probability that a lease is a canary.
+	CanaryRate float64
+	// CanaryPool is how many verified shards are kept as canary sources.
+	CanaryPool int
+	// HeavyFLOPs routes shards above this cost to native-gpu workers only
+	// (0 = no limit).
+	HeavyFLOPs float64
+	// HeavyBytes routes shards above this size to native-gpu workers only
+	// (0 = no limit).
+	HeavyBytes float64
+	// TrustedWait is how long a tie-breaker or re-verification replica
+	// waits for a trusted worker before any eligible worker may take it.
+	TrustedWait time.Duration
+	// ScanLimit bounds how far down the queue a worker looks for a shard it
+	// may take.
+	ScanLimit int
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		LeaseTimeout:   30 * time.Second,
+		MaxAttempts:    8,
+		MaxReplicas:    5,
+		TrustRun:       10,
+		MinReplication: 0.02,
+		CanaryRate:     0.02,
+		CanaryPool:     64,
+		TrustedWait:    2 * time.Second,
+		ScanLimit:      256,
+	}
+}
+
+// ActionKind says what an Action asks the plumbing to do.
+type ActionKind uint8
+
+// The actions.
+const (
+	// Assign sends Task to Worker under Lease.
+	Assign ActionKind = iota + 1
+	// Cancel tells Worker to drop Lease (its result is no longer wanted).
+	Cancel
+	// Reject reports a result that was refused (Reason says why); nothing
+	// is paid for it.
+	Reject
+	// Accept stores Outputs as the verified result of Job's Shard.
+	Accept
+	// Correct replaces the stored result of Job's Shard with Outputs after a
+	// re-verification overturned it.
+	Correct
+	// Pay credits Address with FLOPs of verified work (one shard).
+	Pay
+	// Forfeit drops Address's unsettled pay: it was caught cheating.
+	Forfeit
+	// Ban closes every connection of Address and refuses it work.
+	Ban
+	// JobDone says every shard of Job is verified.
+	JobDone
+	// JobFailed says Job cannot complete; Reason says why.
+	JobFailed
+)
+
+var actionNames = [...]string{"", "assign", "cancel", "reject", "accept", "correct", "pay", "forfeit", "ban", "job-done", "job-failed"}
+
+// String returns the action's name.
+func (k ActionKind) String() string {
+	if int(k) < len(actionNames) {
+		return actionNames[k]
+	}
+	return "unknown"
+}
+
+// Action is one effect for the plumbing to carry out. Only the fields that
+// the Kind names are set.
+type Action struct {
+	Kind    ActionKind
+	Worker  WorkerID
+	Address Address
+	Lease   LeaseID
+	Job     JobID
+	Shard   int
+	// Task is the work to send (Assign). For canaries it is a derived task
+	// the worker cannot tell from real work.
+	Task    *Task
+	Outputs []*tensor.Tensor
+	// Vouchers are the addresses whose agreeing results were accepted.
+	Vouchers []Address
+	FLOPs    float64
+	// Replicas is how many results the shard gathered (Accept, Correct).
+	Replicas int
+	// Method says how the result was verified (Accept, Correct).
+	Method string
+	Reason string
+}
+
+// Stats counts what the scheduler has seen since it started.
+type Stats struct {
+	Results        int // results received for live leases (replicas computed)
+	Accepted       int // shards accepted
+	Corrections    int // accepted results later replaced
+	Canaries       int // canary results received
+	Rejected       int // results refused (any reason)
+	Unleased       int // results for unknown, expired, foreign or replayed leases
+	Caught         int // addresses caught cheating
+	Expired        int // leases that expired
+	Reissued       int // replicas re-issued after expiry, error or departure
+	JobsDone       int
+	JobsFailed     int
+	SingleAccepted int // shards accepted on one result (trusted worker)
+}
