@@ -32,7 +32,7 @@ import (
 // helper goroutines are started without closures, so a call allocates
 // nothing in steady state.
 const (
-	blockRows        = 64      // rows of A and C per packed block
+	blockRows        = 32      // rows of A and C per packed block
 	blockK           = 256     // inner-dimension depth per packed block
 	blockCols        = 256     // columns of B and C per block
 	parallelMinFLOPs = 1 << 22 // smaller products run on one goroutine
@@ -59,7 +59,9 @@ func MatMul(c, a, b []float32, m, k, n int) {
 // MatMulBiasReLUIn computes z = f(h)·w + bias, where f is relu when
 // reluInput is set and the identity otherwise. h is m×k, w is k×n,
 // bias has n elements, z is m×n. z is overwritten. It panics if a slice is
-// shorter than its shape (a programmer error).
+// shorter than its shape (a programmer error). A zero of f(h) is multiplied
+// like any other value, so an Inf or NaN weight gives NaN as IEEE
+// arithmetic (and every GPU kernel) does.
 func MatMulBiasReLUIn(z, h, w, bias []float32, m, k, n int, reluInput bool) {
 	if len(bias) < n {
 		panic(fmt.Sprintf("shaders: MatMulBiasReLUIn: bias has %d elements, want %d", len(bias), n))

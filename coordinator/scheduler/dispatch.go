@@ -47,8 +47,8 @@ func (s *Scheduler) need(q *queue, sh *shard, trusted bool) {
 
 // fillAll gives work to every worker with free window slots.
 func (s *Scheduler) fillAll(now time.Time) {
-	if s.urgent.len() == 0 && s.fresh.len() == 0 && (len(s.canaries) == 0 || s.cfg.CanaryRate == 0) {
-		return
+	if s.urgent.len() == 0 && s.fresh.len() == 0 {
+		return // canaries only ride along with real work
 	}
 	k := 0
 	for i := 0; i < len(s.idle); i++ {
@@ -206,6 +206,9 @@ func (s *Scheduler) assignCanary(now time.Time, wk *worker) bool {
 			continue
 		}
 		task, expected := s.check.Canary(c.task, c.outputs, s.rng)
+		if task == nil {
+			return false
+		}
 		l := s.newLease(now, wk)
 		l.canary, l.task, l.expected = c, task, expected
 		s.emit(Action{Kind: Assign, Worker: wk.ID, Address: wk.Address, Lease: l.id, Task: task, FLOPs: task.FLOPs})

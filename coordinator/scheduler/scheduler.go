@@ -30,8 +30,8 @@ type Scheduler struct {
 	fresh  queue // first replicas of new shards
 
 	idle    []*worker // workers that may have free window slots (lazily pruned)
-	trusted int                  // connected trusted workers, for tie-breaker routing
-	gpus    int                  // connected native-gpu workers, for heavy routing
+	trusted int       // connected trusted workers, for tie-breaker routing
+	gpus    int       // connected native-gpu workers, for heavy routing
 
 	canaries []canarySource
 	nextCan  int
@@ -113,7 +113,7 @@ type reputation struct {
 	run     int // consecutive valid results
 	valid   int
 	caught  bool
-	vouched []*shard // accepted shards this address vouched for
+	vouched []*shard  // accepted shards this address vouched for
 	conns   []*worker // connected workers with this address
 }
 
@@ -662,4 +662,12 @@ func (s *Scheduler) addCanarySource(c canarySource) {
 	}
 	s.canaries[s.nextCan] = c
 	s.nextCan = (s.nextCan + 1) % len(s.canaries)
+}
+
+// LeasesOf returns how many leases worker id holds.
+func (s *Scheduler) LeasesOf(id WorkerID) int {
+	if wk := s.workers[id]; wk != nil {
+		return len(wk.leases)
+	}
+	return 0
 }

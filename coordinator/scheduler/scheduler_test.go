@@ -58,7 +58,7 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name: "lease expiry re-issues to another worker; late result rejected",
+			name:   "lease expiry re-issues to another worker; late result rejected",
 			config: func(c *Config) { c.LeaseTimeout = 10 * time.Second },
 			script: func(h *harness) {
 				h.join(1, 1, 1)
@@ -145,7 +145,7 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name: "worker errors count as attempts; job fails with the reason",
+			name:   "worker errors count as attempts; job fails with the reason",
 			config: func(c *Config) { c.MaxAttempts = 3 },
 			script: func(h *harness) {
 				for i := 1; i <= 5; i++ {
@@ -240,7 +240,7 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name: "replicas that never agree fail the job",
+			name:   "replicas that never agree fail the job",
 			config: func(c *Config) { c.MaxReplicas = 3 },
 			script: func(h *harness) {
 				h.join(1, 1, 1)
@@ -256,7 +256,7 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name: "a shard that keeps expiring fails its job instead of hanging",
+			name:   "a shard that keeps expiring fails its job instead of hanging",
 			config: func(c *Config) { c.MaxAttempts = 2; c.LeaseTimeout = time.Second },
 			script: func(h *harness) {
 				h.join(1, 1, 1)
@@ -288,7 +288,7 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name: "heavy shards go only to native GPU workers; they wait until one joins",
+			name:   "heavy shards go only to native GPU workers; they wait until one joins",
 			config: func(c *Config) { c.HeavyFLOPs = 5 },
 			script: func(h *harness) {
 				h.join(1, 1, 2)

@@ -76,7 +76,8 @@ type Checker interface {
 	// within tolerance.
 	Agree(t *Task, a, b []*tensor.Tensor) bool
 	// Canary derives a new task from a verified one (rows permuted, say)
-	// and the outputs a correct worker returns for it.
+	// and the outputs a correct worker returns for it; a nil task means
+	// none can be made from t.
 	Canary(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) (*Task, []*tensor.Tensor)
 }
 

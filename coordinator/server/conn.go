@@ -1,0 +1,382 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/neurolov/neurolov/coordinator/scheduler"
+	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// Close codes sent to workers.
+const (
+	statusGoingAway = websocket.StatusGoingAway
+	statusBanned    = websocket.StatusPolicyViolation
+	statusBadFrame  = websocket.StatusPolicyViolation
+	statusTooBig    = websocket.StatusMessageTooBig
+)
+
+// conn is one worker connection. The reader goroutine decodes frames into
+// loop events; the writer goroutine batches queued messages into frames
+// (one write per batch: coder/websocket flushes every Write).
+type conn struct {
+	srv  *Server
+	ws   *websocket.Conn
+	id   scheduler.WorkerID // set by the loop at join
+	addr scheduler.Address
+	caps protocol.Capabilities
+	// joined is when the handshake completed.
+	joined time.Time
+	// sent holds the hashes of tensors this connection has received
+	// (loop-owned).
+	sent map[[32]byte]bool
+
+	mu      sync.Mutex
+	out     []protocol.Message
+	closed  bool
+	notify  chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closeMu sync.Once
+	// closeDone is closed once a closeWith has finished closing.
+	closeDone chan struct{}
+}
+
+// enqueue queues m for the writer. m must not change after the call (the
+// writer encodes it later). Safe from any goroutine.
+func (c *conn) enqueue(m protocol.Message) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.out = append(c.out, m)
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// closeWith sends Goodbye and closes the connection with a status code and
+// reason, in the background so the caller (often the loop) never blocks on
+// the network. Safe from any goroutine; only the first call acts.
+func (c *conn) closeWith(code websocket.StatusCode, reason string) {
+	c.closeMu.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		if len(reason) > 120 {
+			reason = reason[:120] // close reasons must fit a control frame
+		}
+		go func() {
+			defer close(c.closeDone)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if frame, err := protocol.Encode(&protocol.Goodbye{Reason: reason}); err == nil {
+				_ = c.ws.Write(ctx, websocket.MessageBinary, frame)
+			}
+			_ = c.ws.Close(code, reason)
+			c.cancel()
+		}()
+	})
+}
+
+// ServeWorker is the worker WebSocket endpoint (GET /v1/worker).
+func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept wrote the HTTP error
+	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{srv: s, ws: ws, sent: make(map[[32]byte]bool), notify: make(chan struct{}, 1), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	defer cancel()
+	if err := s.handshake(ctx, c); err != nil {
+		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
+		code := statusBadFrame
+		if errors.Is(err, errTooBig) {
+			code = statusTooBig
+		}
+		c.closeWith(code, err.Error())
+		<-c.closeDone
+		return
+	}
+	reply := make(chan any, 1)
+	if err := s.send(event{kind: evJoin, conn: c, reply: reply}); err != nil {
+		c.closeWith(statusGoingAway, "coordinator shutting down")
+		return
+	}
+	<-reply
+	s.log.Info("worker joined", "address", c.addr, "backend", c.caps.Backend, "device", c.caps.Device, "gflops", c.caps.GFLOPS)
+	go c.writeLoop()
+	err = c.readLoop()
+	switch {
+	case err == nil || errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
+	case errors.Is(err, errTooBig):
+		c.closeWith(statusTooBig, err.Error())
+	default:
+		s.log.Info("closing worker connection", "address", c.addr, "err", err)
+		c.closeWith(statusBadFrame, err.Error())
+	}
+	_ = s.send(event{kind: evLeave, conn: c})
+	c.closeWith(websocket.StatusNormalClosure, "connection ended")
+	<-c.closeDone
+}
+
+var errTooBig = errors.New("frame over the size limit")
+
+// maxHeldOutputs bounds the chunked result tensors a worker may send ahead
+// of their Result.
+const maxHeldOutputs = 64
+
+// readFrame reads one binary message into buf (reused), enforcing the frame
+// limit.
+func (c *conn) readFrame(ctx context.Context, buf []byte) ([]byte, error) {
+	typ, r, err := c.ws.Reader(ctx)
+	if err != nil {
+		var ce websocket.CloseError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		if errors.Is(err, websocket.ErrMessageTooBig) || isTooBig(err) {
+			return nil, fmt.Errorf("%w: %v", errTooBig, err)
+		}
+		return nil, err
+	}
+	if typ != websocket.MessageBinary {
+		return nil, fmt.Errorf("protocol: text message; frames are binary")
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			if isTooBig(err) {
+				return nil, fmt.Errorf("%w: %v", errTooBig, err)
+			}
+			return nil, err
+		}
+	}
+}
+
+func isTooBig(err error) bool {
+	return err != nil && websocket.CloseStatus(err) == websocket.StatusMessageTooBig ||
+		err != nil && containsAny(err.Error(), "read limited at", "message too big")
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		for i := 0; i+len(sub) <= len(s); i++ {
+			if s[i:i+len(sub)] == sub {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// handshake runs Hello → Challenge → Auth → Capabilities.
+func (s *Server) handshake(ctx context.Context, c *conn) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
+	defer cancel()
+	var dec protocol.Decoder
+	var buf []byte
+	var hello *protocol.Hello
+	var auth *protocol.Auth
+	var caps *protocol.Capabilities
+	var challenge string
+	for caps == nil {
+		frame, err := c.readFrame(ctx, buf)
+		if err != nil {
+			return fmt.Errorf("handshake: %w", err)
+		}
+		buf = frame
+		err = dec.Decode(frame, func(m protocol.Message) error {
+			switch m := m.(type) {
+			case *protocol.Hello:
+				if hello != nil {
+					return fmt.Errorf("protocol: second Hello")
+				}
+				if m.Version != protocol.Version {
+					return fmt.Errorf("%w: worker speaks %d, coordinator %d: update the worker", protocol.ErrVersion, m.Version, protocol.Version)
+				}
+				hello = protocol.Clone(m)
+				challenge, _ = s.auth.Issue(hello.Address)
+				return c.ws.Write(ctx, websocket.MessageBinary, mustEncode(&protocol.Challenge{Message: challenge}))
+			case *protocol.Auth:
+				if hello == nil || auth != nil {
+					return fmt.Errorf("protocol: Auth out of order")
+				}
+				auth = protocol.Clone(m)
+				if err := s.auth.Check(challenge, auth.Signature, hello.Address, s.cfg.Now()); err != nil {
+					return fmt.Errorf("authentication failed: %w", err)
+				}
+				c.addr = hello.Address
+			case *protocol.Capabilities:
+				if auth == nil {
+					return fmt.Errorf("protocol: Capabilities before Auth")
+				}
+				caps = protocol.Clone(m)
+			case *protocol.Heartbeat:
+			default:
+				return fmt.Errorf("protocol: %T during handshake", m)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	switch caps.Backend {
+	case scheduler.BackendCPU, scheduler.BackendNativeGPU, scheduler.BackendWebGPU, scheduler.BackendCPUWasm:
+	default:
+		return fmt.Errorf("protocol: unknown backend %q", caps.Backend)
+	}
+	c.caps = *caps
+	c.joined = s.cfg.Now()
+	return nil
+}
+
+func mustEncode(m protocol.Message) []byte {
+	b, err := protocol.Encode(m)
+	if err != nil {
+		panic(err) // only our own well-formed messages reach here
+	}
+	return b
+}
+
+// readLoop decodes frames until the connection ends, sending each frame's
+// events to the loop as one batch.
+func (c *conn) readLoop() error {
+	s := c.srv
+	var dec protocol.Decoder
+	asm := protocol.NewAssembler(protocol.MaxFrameSize * 16)
+	done := make(map[[32]byte]*tensor.Tensor) // chunked outputs awaiting their Result
+	var buf []byte
+	for {
+		frame, err := c.readFrame(c.ctx, buf)
+		if err != nil {
+			return err
+		}
+		buf = frame
+		var batch []event
+		err = dec.Decode(frame, func(m protocol.Message) error {
+			switch m := m.(type) {
+			case *protocol.Result:
+				outs, err := c.outputs(done, m.Outputs)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, event{kind: evResult, conn: c, lease: m.Lease, outputs: outs})
+			case *protocol.Error:
+				batch = append(batch, event{kind: evError, conn: c, lease: m.Lease, msg: m.Message})
+			case *protocol.Fetch:
+				batch = append(batch, event{kind: evFetch, conn: c, hashes: append([][32]byte(nil), m.Hashes...)})
+			case *protocol.TensorData:
+				t, err := asm.Add(m)
+				if err != nil {
+					return err
+				}
+				if t != nil {
+					if len(done) >= maxHeldOutputs {
+						return fmt.Errorf("%w: more than %d chunked outputs sent without a Result", protocol.ErrLimit, maxHeldOutputs)
+					}
+					done[m.Hash] = t
+				}
+			case *protocol.Heartbeat:
+				c.enqueue(&protocol.Heartbeat{Seq: m.Seq, UnixMilli: s.cfg.Now().UnixMilli()})
+			case *protocol.Goodbye:
+				return io.EOF
+			default:
+				return fmt.Errorf("%w: %T from a worker", protocol.ErrUnknownType, m)
+			}
+			return nil
+		})
+		if len(batch) == 1 {
+			if serr := s.send(batch[0]); serr != nil {
+				return serr
+			}
+		} else if len(batch) > 1 {
+			if serr := s.send(event{kind: evBatch, batch: batch}); serr != nil {
+				return serr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// outputs copies a Result's tensors out of the frame.
+func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorRef) ([]*tensor.Tensor, error) {
+	outs := make([]*tensor.Tensor, len(refs))
+	for i := range refs {
+		r := &refs[i]
+		if r.Inline {
+			outs[i] = &tensor.Tensor{Shape: append([]int(nil), r.Shape...), Data: append([]float32(nil), r.Data...)}
+			continue
+		}
+		t := done[r.Hash]
+		delete(done, r.Hash)
+		if t == nil {
+			return nil, fmt.Errorf("%w: result names tensor %x that was never sent", protocol.ErrMalformed, r.Hash[:8])
+		}
+		outs[i] = t
+	}
+	return outs, nil
+}
+
+// writeLoop batches queued messages into frames.
+func (c *conn) writeLoop() {
+	var enc protocol.Encoder
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.notify:
+		}
+		c.mu.Lock()
+		msgs := c.out
+		c.out = nil
+		c.mu.Unlock()
+		for i := 0; i < len(msgs); {
+			enc.Reset()
+			for i < len(msgs) {
+				if err := enc.Append(msgs[i]); err != nil {
+					if enc.Count() == 0 {
+						c.srv.log.Error("message does not fit a frame", "type", fmt.Sprintf("%T", msgs[i]), "err", err)
+						i++
+						continue
+					}
+					break
+				}
+				i++
+			}
+			if enc.Count() == 0 {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+			err := c.ws.Write(ctx, websocket.MessageBinary, enc.Bytes())
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		}
+	}
+}

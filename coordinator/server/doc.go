@@ -1,0 +1,26 @@
+// Package server is the coordinator's network side: the worker WebSocket
+// endpoint, the HTTP API and the loop goroutine that owns the scheduler.
+//
+// One goroutine (Run) owns the pure scheduler and feeds it events: workers
+// joining and leaving, results, worker errors, job submissions and a
+// periodic tick. It carries out the scheduler's actions: it queues Assign,
+// Cancel and Error messages on worker connections, writes verified results,
+// pay and forfeits to the store, and closes the connections of banned
+// addresses.
+//
+// Each worker connection has a reader goroutine, which decodes frames
+// (protocol.Decoder, reused buffers) and hands each frame's events to the
+// loop as one batch, and a writer goroutine, which packs every queued
+// message into as few frames as fit (coder/websocket flushes each Write, so
+// batching is what keeps the coordinator's CPU per shard low). A malformed
+// frame closes its connection with status 1008 and the reason; an oversized
+// one with 1009; either way the worker's leases are re-issued.
+//
+// Large tensors (weights, wide B tiles) travel once per connection as
+// TensorData chunks and are then named by content hash; a worker that lost
+// its copy asks with Fetch.
+//
+// The HTTP API (README, "API") takes jobs as safetensors with an API key,
+// reports progress and serves results assembled from verified shards.
+// With the memory store a restarted coordinator starts empty.
+package server

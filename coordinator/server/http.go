@@ -1,0 +1,362 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/neurolov/neurolov/coordinator/planner"
+	"github.com/neurolov/neurolov/coordinator/scheduler"
+	"github.com/neurolov/neurolov/coordinator/store"
+	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// Handler returns the coordinator's HTTP endpoints: the API under /v1/,
+// the worker WebSocket at /v1/worker, /metrics and /healthz.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/worker", s.ServeWorker)
+	mux.HandleFunc("POST /v1/jobs", s.authed(s.postJob))
+	mux.HandleFunc("GET /v1/jobs", s.listJobs)
+	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("DELETE /v1/jobs/{id}", s.authed(s.cancelJob))
+	mux.HandleFunc("GET /v1/jobs/{id}/result", s.getResult)
+	mux.HandleFunc("GET /v1/workers", s.listWorkers)
+	mux.HandleFunc("GET /v1/ledger", s.getLedger)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
+}
+
+// JobStatus is the JSON form of a job (see the README's API section).
+type JobStatus struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name,omitempty"`
+	Kernel      string   `json:"kernel"`
+	Status      string   `json:"status"`
+	Shards      int      `json:"shards"`
+	Verified    int      `json:"verified"`
+	Progress    float64  `json:"progress"`
+	Replication int      `json:"replication"`
+	Corrections int      `json:"corrections"`
+	Replicas    int      `json:"replicas"`
+	FLOPs       float64  `json:"flops"`
+	Error       string   `json:"error,omitempty"`
+	CreatedAt   string   `json:"created_at"`
+	FinishedAt  string   `json:"finished_at,omitempty"`
+	ETASeconds  *float64 `json:"eta_seconds,omitempty"`
+}
+
+// WorkerStatus is the JSON form of a connected worker.
+type WorkerStatus struct {
+	Address     string  `json:"address"`
+	Backend     string  `json:"backend"`
+	Device      string  `json:"device"`
+	GFLOPS      float64 `json:"gflops"`
+	Window      int     `json:"window"`
+	Leases      int     `json:"leases"`
+	Trusted     bool    `json:"trusted"`
+	Run         int     `json:"run"`
+	Verified    int     `json:"verified"`
+	Rejected    int     `json:"rejected"`
+	ConnectedAt string  `json:"connected_at"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+// authed requires a valid API key (Authorization: Bearer KEY).
+func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || key == "" {
+			writeError(w, http.StatusUnauthorized, "missing API key: send Authorization: Bearer <key> (serve printed where it wrote the key)")
+			return
+		}
+		if _, valid, err := s.store.CheckAPIKey(r.Context(), store.HashAPIKey(key)); err != nil || !valid {
+			writeError(w, http.StatusUnauthorized, "invalid API key")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// inputNames lists the tensor names a kernel's upload must hold, in kernel
+// input order.
+func inputNames(kernel string, tensors map[string]*tensor.Tensor) ([]string, error) {
+	switch kernel {
+	case shaders.Matmul:
+		return []string{"A", "B"}, nil
+	case shaders.MLPInfer:
+		names := []string{"X"}
+		for l := 1; ; l++ {
+			w, b := fmt.Sprintf("W%d", l), fmt.Sprintf("b%d", l)
+			if tensors[w] == nil {
+				if l == 1 {
+					return nil, fmt.Errorf("mlp-infer needs tensors X, W1, b1, W2, b2, ...; W1 is missing")
+				}
+				return names, nil
+			}
+			names = append(names, w, b)
+		}
+	}
+	return nil, fmt.Errorf("unknown kernel %q: use matmul or mlp-infer", kernel)
+}
+
+func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	kernel := q.Get("kernel")
+	replication := 0
+	if v := q.Get("replication"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 9 {
+			writeError(w, http.StatusBadRequest, "replication must be an integer from 1 to 9, got %q", v)
+			return
+		}
+		replication = n
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxJobBytes)
+	tensors, _, err := tensor.ReadSafetensors(body, s.cfg.MaxJobBytes)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || errors.Is(err, tensor.ErrTooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, "job body over %d bytes: split the job or raise the coordinator's limit", s.cfg.MaxJobBytes)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "reading safetensors body: %v", err)
+		return
+	}
+	names, err := inputNames(kernel, tensors)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	inputs := make([]*tensor.Tensor, len(names))
+	for i, n := range names {
+		if inputs[i] = tensors[n]; inputs[i] == nil {
+			writeError(w, http.StatusBadRequest, "%s needs a tensor named %q", kernel, n)
+			return
+		}
+	}
+	for i, t := range inputs {
+		if !t.AllFinite() {
+			writeError(w, http.StatusBadRequest, "tensor %q holds NaN or Inf: results could not be verified", names[i])
+			return
+		}
+	}
+	shards, err := planner.Plan(kernel, inputs, s.cfg.Planner)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "planning job: %v", err)
+		return
+	}
+	id := newJobID()
+	var flops float64
+	for _, sh := range shards {
+		flops += sh.FLOPs
+	}
+	rec := store.JobRecord{
+		ID: string(id), Name: q.Get("name"), Kernel: kernel, Status: store.StatusQueued,
+		Replication: replication, Shards: len(shards), FLOPs: flops, Created: s.cfg.Now(), InputNames: names,
+	}
+	if err := s.store.CreateJob(r.Context(), rec, inputs); err != nil {
+		writeError(w, http.StatusInternalServerError, "storing job: %v", err)
+		return
+	}
+	reply := make(chan any, 1)
+	sub := &submission{id: id, kernel: kernel, inputs: inputs, shards: shards, replication: replication}
+	if err := s.send(event{kind: evSubmit, job: sub, reply: reply}); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+		return
+	}
+	<-reply
+	s.log.Info("job submitted", "job", id, "kernel", kernel, "shards", len(shards), "gflop", flops/1e9, "replication", replication)
+	rec, err = s.store.Job(r.Context(), string(id))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "reading job: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.jobStatus(rec))
+}
+
+func (s *Server) jobStatus(rec store.JobRecord) JobStatus {
+	js := JobStatus{
+		ID: rec.ID, Name: rec.Name, Kernel: rec.Kernel, Status: string(rec.Status), Shards: rec.Shards,
+		Verified: rec.Verified, Replication: rec.Replication, Corrections: rec.Corrections,
+		Replicas: rec.Replicas, FLOPs: rec.FLOPs, Error: rec.Error, CreatedAt: rec.Created.UTC().Format(time.RFC3339Nano),
+	}
+	if rec.Shards > 0 {
+		js.Progress = float64(rec.Verified) / float64(rec.Shards)
+	}
+	if !rec.Finished.IsZero() {
+		js.FinishedAt = rec.Finished.UTC().Format(time.RFC3339Nano)
+	} else if js.Progress > 0 {
+		elapsed := s.cfg.Now().Sub(rec.Created).Seconds()
+		eta := elapsed / js.Progress * (1 - js.Progress)
+		if !math.IsInf(eta, 0) && !math.IsNaN(eta) {
+			js.ETASeconds = &eta
+		}
+	}
+	return js
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.store.Job(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "job %q not found", r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.jobStatus(rec))
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.store.Jobs(r.Context(), 100)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	out := make([]JobStatus, len(recs))
+	for i, rec := range recs {
+		out[i] = s.jobStatus(rec)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.store.Job(r.Context(), id); errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "job %q not found", id)
+		return
+	}
+	reply := make(chan any, 1)
+	if err := s.send(event{kind: evCancel, jobID: scheduler.JobID(id), reply: reply}); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down")
+		return
+	}
+	<-reply
+	s.getJob(w, r)
+}
+
+func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	rec, err := s.store.Job(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "job %q not found", id)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	if rec.Status != store.StatusDone {
+		msg := fmt.Sprintf("job %s is %s (%d of %d shards verified): poll GET /v1/jobs/%s until done", id, rec.Status, rec.Verified, rec.Shards, id)
+		if rec.Error != "" {
+			msg = fmt.Sprintf("job %s %s: %s", id, rec.Status, rec.Error)
+		}
+		writeError(w, http.StatusConflict, "%s", msg)
+		return
+	}
+	outs, err := s.assemble(r.Context(), rec)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "assembling result: %v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", id+".safetensors"))
+	meta := map[string]string{"job": id, "kernel": rec.Kernel, "corrections": strconv.Itoa(rec.Corrections)}
+	if err := tensor.WriteSafetensors(w, outs, meta); err != nil {
+		s.log.Warn("writing result", "job", id, "err", err)
+	}
+}
+
+// assemble puts a job's verified shard outputs back together, named as the
+// API documents (matmul: C; mlp-infer: Z1..ZL).
+func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (map[string]*tensor.Tensor, error) {
+	inputs, err := s.store.JobInputs(ctx, rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	results, err := s.store.ShardResults(ctx, rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	shards, err := planner.Plan(rec.Kernel, inputs, s.cfg.Planner)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := planner.Assemble(rec.Kernel, inputs, shards, results)
+	if err != nil {
+		return nil, err
+	}
+	named := make(map[string]*tensor.Tensor, len(outs))
+	if rec.Kernel == shaders.Matmul {
+		named["C"] = outs[0]
+	} else {
+		for l, t := range outs {
+			named[fmt.Sprintf("Z%d", l+1)] = t
+		}
+	}
+	return named, nil
+}
+
+func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
+	var out []WorkerStatus
+	err := s.call(r.Context(), func() {
+		out = make([]WorkerStatus, 0, len(s.conns))
+		for _, c := range s.conns {
+			trusted, run := s.sched.Trusted(c.addr)
+			st := s.stats(c.addr)
+			out = append(out, WorkerStatus{
+				Address: c.addr.String(), Backend: c.caps.Backend, Device: c.caps.Device, GFLOPS: c.caps.GFLOPS,
+				Window: s.cfg.Window, Leases: s.sched.LeasesOf(c.id), Trusted: trusted, Run: run,
+				Verified: st.verified, Rejected: st.rejected, ConnectedAt: c.joined.UTC().Format(time.RFC3339),
+			})
+		}
+	})
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"workers": out})
+}
+
+// LedgerEntry is the JSON form of one address's verified work.
+type LedgerEntry struct {
+	Address        string  `json:"address"`
+	FLOPs          float64 `json:"flops"`
+	Shards         int64   `json:"shards"`
+	UnsettledFLOPs float64 `json:"unsettled_flops"`
+	ForfeitedFLOPs float64 `json:"forfeited_flops"`
+}
+
+func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
+	entries, err := s.store.Ledger(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	out := make([]LedgerEntry, len(entries))
+	for i, e := range entries {
+		out[i] = LedgerEntry{Address: scheduler.Address(e.Address).String(), FLOPs: e.FLOPs, Shards: e.Shards, UnsettledFLOPs: e.UnsettledFLOPs, ForfeitedFLOPs: e.ForfeitedFLOPs}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
+}

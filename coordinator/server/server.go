@@ -1,0 +1,500 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/neurolov/neurolov/coordinator/planner"
+	"github.com/neurolov/neurolov/coordinator/scheduler"
+	"github.com/neurolov/neurolov/coordinator/store"
+	"github.com/neurolov/neurolov/coordinator/verify"
+	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// Errors the server returns.
+var (
+	// ErrClosed reports a call on a server whose loop has stopped.
+	ErrClosed = errors.New("server: closed")
+)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// Domain is the SIWE domain workers sign for (host[:port]). Default
+	// "localhost".
+	Domain string
+	// Scheduler configures the state machine (default scheduler.DefaultConfig).
+	Scheduler *scheduler.Config
+	// Planner configures how jobs are split into shards.
+	Planner planner.Options
+	// Window is the number of leases granted to each worker (default 8).
+	Window int
+	// MaxJobBytes bounds an uploaded job body (default 1 GiB).
+	MaxJobBytes int64
+	// InlineBytes: tensors up to this size travel inside Assign messages;
+	// larger ones travel once per connection as TensorData chunks and are
+	// then named by hash (default 256 KiB).
+	InlineBytes int
+	// SpotChecks is the number of output elements recomputed exactly per
+	// result (default 2).
+	SpotChecks int
+	// TickEvery is how often lease deadlines are checked (default 250 ms).
+	TickEvery time.Duration
+	// HandshakeTimeout bounds the worker handshake (default 10 s).
+	HandshakeTimeout time.Duration
+	// Rand returns the scheduler's random source (default
+	// verify.NewSecretRand: ChaCha8 seeded from crypto/rand).
+	Rand func() *mrand.Rand
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// Observe, when set, sees every scheduler action the loop carries out
+	// (the demo prints them; the dashboard streams them). It runs on the
+	// loop goroutine: it must return quickly and must not keep the action's
+	// slices.
+	Observe func(scheduler.Action)
+}
+
+func (c *Config) defaults() {
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
+	if c.Scheduler == nil {
+		d := scheduler.DefaultConfig()
+		c.Scheduler = &d
+	}
+	if c.Window <= 0 {
+		c.Window = 8
+	}
+	if c.MaxJobBytes <= 0 {
+		c.MaxJobBytes = 1 << 30
+	}
+	if c.InlineBytes <= 0 {
+		c.InlineBytes = 256 << 10
+	}
+	if c.SpotChecks <= 0 {
+		c.SpotChecks = 2
+	}
+	if c.TickEvery <= 0 {
+		c.TickEvery = 250 * time.Millisecond
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.Rand == nil {
+		c.Rand = verify.NewSecretRand
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is the coordinator: it owns the scheduler (driven by one loop
+// goroutine), the worker connections and the HTTP API.
+type Server struct {
+	cfg     Config
+	store   store.Store
+	log     *slog.Logger
+	auth    *identity.Verifier
+	metrics *metrics
+
+	events chan event
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	// Loop-owned state (touched only by the loop goroutine).
+	sched   *scheduler.Scheduler
+	conns   map[scheduler.WorkerID]*conn
+	nextID  scheduler.WorkerID
+	blobs   map[[32]byte]*tensor.Tensor // tensors sent by hash, for Fetch
+	hashes  map[*tensor.Tensor][32]byte
+	jobs    map[scheduler.JobID]*jobInfo
+	addrs   map[scheduler.Address]*addrStats
+	started time.Time
+}
+
+type jobInfo struct {
+	kernel  string
+	inputs  []*tensor.Tensor
+	shards  []planner.Shard
+	tensors []*tensor.Tensor // distinct tensors sent by hash, to forget when done
+	started time.Time
+}
+
+type addrStats struct {
+	verified, rejected int
+}
+
+// New returns a server over st. Call Run to start its loop and Handler for
+// its HTTP endpoints.
+func New(cfg Config, st store.Store) *Server {
+	cfg.defaults()
+	s := &Server{
+		cfg:     cfg,
+		store:   st,
+		log:     cfg.Logger,
+		events:  make(chan event, 1024),
+		done:    make(chan struct{}),
+		conns:   make(map[scheduler.WorkerID]*conn),
+		blobs:   make(map[[32]byte]*tensor.Tensor),
+		hashes:  make(map[*tensor.Tensor][32]byte),
+		jobs:    make(map[scheduler.JobID]*jobInfo),
+		addrs:   make(map[scheduler.Address]*addrStats),
+		metrics: newMetrics(),
+	}
+	s.auth = identity.NewVerifier(identity.VerifierConfig{Domain: cfg.Domain, URI: "ws://" + cfg.Domain + "/v1/worker", Now: cfg.Now})
+	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), NewChecker(cfg.SpotChecks))
+	return s
+}
+
+// event is one input to the loop.
+type event struct {
+	kind    eventKind
+	conn    *conn
+	lease   uint64
+	outputs []*tensor.Tensor
+	msg     string
+	hashes  [][32]byte
+	job     *submission
+	jobID   scheduler.JobID
+	reply   chan any
+	fn      func()
+	batch   []event
+}
+
+type eventKind uint8
+
+const (
+	evJoin eventKind = iota + 1
+	evLeave
+	evResult
+	evError
+	evFetch
+	evSubmit
+	evCancel
+	evCall
+	evBatch
+)
+
+type submission struct {
+	id          scheduler.JobID
+	kernel      string
+	inputs      []*tensor.Tensor
+	shards      []planner.Shard
+	replication int
+}
+
+// Run runs the loop until ctx is cancelled; then it closes every worker
+// connection and returns.
+func (s *Server) Run(ctx context.Context) error {
+	s.started = s.cfg.Now()
+	ticker := time.NewTicker(s.cfg.TickEvery)
+	defer ticker.Stop()
+	defer close(s.done)
+	defer s.closeAll("coordinator shutting down")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-s.events:
+			s.handle(ev)
+		case <-ticker.C:
+			s.apply(s.sched.Tick(s.cfg.Now()))
+			s.metrics.leases.Set(float64(s.sched.OpenLeases()))
+		}
+	}
+}
+
+// send queues ev for the loop; it fails once the loop has stopped.
+func (s *Server) send(ev event) error {
+	select {
+	case s.events <- ev:
+		return nil
+	case <-s.done:
+		return ErrClosed
+	}
+}
+
+// call runs fn on the loop goroutine and waits for it.
+func (s *Server) call(ctx context.Context, fn func()) error {
+	reply := make(chan any, 1)
+	if err := s.send(event{kind: evCall, fn: fn, reply: reply}); err != nil {
+		return err
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
+	}
+}
+
+func (s *Server) handle(ev event) {
+	now := s.cfg.Now()
+	switch ev.kind {
+	case evBatch:
+		for _, e := range ev.batch {
+			s.handle(e)
+		}
+	case evJoin:
+		s.join(now, ev.conn)
+		ev.reply <- nil
+	case evLeave:
+		if _, ok := s.conns[ev.conn.id]; ok {
+			delete(s.conns, ev.conn.id)
+			s.metrics.workers.WithLabelValues(ev.conn.caps.Backend).Dec()
+			s.apply(s.sched.WorkerLeft(now, ev.conn.id))
+		}
+	case evResult:
+		s.metrics.results.Inc()
+		s.apply(s.sched.Result(now, ev.conn.id, scheduler.LeaseID(ev.lease), ev.outputs))
+	case evError:
+		s.apply(s.sched.WorkerError(now, ev.conn.id, scheduler.LeaseID(ev.lease), ev.msg))
+	case evFetch:
+		s.serveFetch(ev.conn, ev.hashes)
+	case evSubmit:
+		s.submit(now, ev.job)
+		ev.reply <- nil
+	case evCancel:
+		s.apply(s.sched.CancelJob(now, ev.jobID))
+		ev.reply <- nil
+	case evCall:
+		ev.fn()
+		ev.reply <- nil
+	}
+}
+
+func (s *Server) join(now time.Time, c *conn) {
+	s.nextID++
+	c.id = s.nextID
+	s.conns[c.id] = c
+	s.metrics.workers.WithLabelValues(c.caps.Backend).Inc()
+	c.enqueue(&protocol.Window{Size: uint32(s.cfg.Window)})
+	s.apply(s.sched.WorkerJoined(now, scheduler.Worker{
+		ID:            c.id,
+		Address:       c.addr,
+		Backend:       c.caps.Backend,
+		Window:        s.cfg.Window,
+		MaxShardBytes: float64(c.caps.MaxShardBytes),
+		GFLOPS:        c.caps.GFLOPS,
+	}))
+}
+
+func (s *Server) submit(now time.Time, sub *submission) {
+	tasks := make([]scheduler.Task, len(sub.shards))
+	for i, sh := range sub.shards {
+		tasks[i] = scheduler.Task{Kernel: sh.Kernel, Inputs: sh.Inputs, FLOPs: sh.FLOPs, Bytes: sh.Bytes}
+	}
+	s.jobs[sub.id] = &jobInfo{kernel: sub.kernel, inputs: sub.inputs, shards: sub.shards, started: now}
+	s.metrics.jobs.Inc()
+	s.apply(s.sched.SubmitJob(now, scheduler.Job{ID: sub.id, Tasks: tasks, Replication: sub.replication}))
+}
+
+// apply carries out the scheduler's actions.
+func (s *Server) apply(acts []scheduler.Action) {
+	ctx := context.Background()
+	for i := range acts {
+		a := &acts[i]
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(*a)
+		}
+		switch a.Kind {
+		case scheduler.Assign:
+			if c := s.conns[a.Worker]; c != nil {
+				s.assign(c, a)
+			}
+		case scheduler.Cancel:
+			if c := s.conns[a.Worker]; c != nil {
+				c.enqueue(&protocol.Cancel{Lease: uint64(a.Lease)})
+			}
+		case scheduler.Reject:
+			s.metrics.rejected.Inc()
+			s.stats(a.Address).rejected++
+			if c := s.conns[a.Worker]; c != nil {
+				c.enqueue(&protocol.Error{Lease: uint64(a.Lease), Code: protocol.CodeRejected, Message: a.Reason})
+			}
+			s.log.Debug("result rejected", "worker", a.Worker, "lease", a.Lease, "reason", a.Reason)
+		case scheduler.Accept, scheduler.Correct:
+			s.metrics.accepted.Inc()
+			rec, err := s.store.PutShardResult(ctx, string(a.Job), a.Shard, a.Outputs, a.Replicas)
+			if err != nil {
+				s.log.Error("storing shard result", "job", a.Job, "shard", a.Shard, "err", err)
+				continue
+			}
+			if a.Kind == scheduler.Correct {
+				s.metrics.corrections.Inc()
+				s.log.Warn("result corrected after re-verification", "job", a.Job, "shard", a.Shard, "method", a.Method)
+			}
+			if rec.Status == store.StatusQueued {
+				s.setStatus(ctx, a.Job, store.StatusRunning, "")
+			}
+		case scheduler.Pay:
+			s.stats(a.Address).verified++
+			if err := s.store.Credit(ctx, a.Address, a.FLOPs); err != nil {
+				s.log.Error("crediting", "address", a.Address, "err", err)
+			}
+		case scheduler.Forfeit:
+			if _, err := s.store.Forfeit(ctx, a.Address); err != nil {
+				s.log.Error("forfeiting", "address", a.Address, "err", err)
+			}
+		case scheduler.Ban:
+			s.metrics.caught.Inc()
+			s.log.Warn("worker caught cheating", "address", a.Address, "reason", a.Reason)
+			for _, c := range s.conns {
+				if c.addr == a.Address {
+					c.closeWith(statusBanned, "banned: "+a.Reason)
+				}
+			}
+		case scheduler.JobDone:
+			s.setStatus(ctx, a.Job, store.StatusDone, "")
+			s.forgetTensors(a.Job)
+		case scheduler.JobFailed:
+			status := store.StatusFailed
+			if a.Reason == "cancelled" {
+				status = store.StatusCancelled
+			}
+			s.setStatus(ctx, a.Job, status, a.Reason)
+			s.forgetTensors(a.Job)
+		}
+	}
+}
+
+func (s *Server) stats(a scheduler.Address) *addrStats {
+	st := s.addrs[a]
+	if st == nil {
+		st = &addrStats{}
+		s.addrs[a] = st
+	}
+	return st
+}
+
+func (s *Server) setStatus(ctx context.Context, id scheduler.JobID, status store.JobStatus, reason string) {
+	now := s.cfg.Now()
+	err := s.store.UpdateJob(ctx, string(id), func(r *store.JobRecord) error {
+		r.Status = status
+		r.Error = reason
+		if status != store.StatusRunning {
+			r.Finished = now
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("updating job", "job", id, "err", err)
+	}
+	if status == store.StatusDone || status == store.StatusFailed {
+		s.log.Info("job finished", "job", id, "status", status, "reason", reason)
+	}
+}
+
+// forgetTensors drops the hash-addressed tensors of a finished job from the
+// Fetch table (workers keep their cached copies).
+func (s *Server) forgetTensors(id scheduler.JobID) {
+	ji := s.jobs[id]
+	if ji == nil {
+		return
+	}
+	for _, t := range ji.tensors {
+		if h, ok := s.hashes[t]; ok {
+			delete(s.blobs, h)
+			delete(s.hashes, t)
+		}
+	}
+	ji.tensors = nil
+}
+
+// assign sends a lease to c, sending large inputs once per connection as
+// TensorData chunks and naming them by hash afterwards.
+func (s *Server) assign(c *conn, a *scheduler.Action) {
+	m := &protocol.Assign{Lease: uint64(a.Lease), Kernel: a.Task.Kernel, Inputs: make([]protocol.TensorRef, len(a.Task.Inputs))}
+	for i, t := range a.Task.Inputs {
+		if 4*t.Len() <= s.cfg.InlineBytes {
+			m.Inputs[i] = protocol.TensorRef{Shape: t.Shape, Inline: true, Data: t.Data}
+			continue
+		}
+		h := s.hashOf(a.Job, t)
+		if !c.sent[h] {
+			c.sent[h] = true
+			s.sendTensor(c, h, t)
+		}
+		m.Inputs[i] = protocol.TensorRef{Hash: h, Shape: t.Shape}
+	}
+	c.enqueue(m)
+}
+
+func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
+	if h, ok := s.hashes[t]; ok {
+		return h
+	}
+	h := t.Hash()
+	s.hashes[t] = h
+	s.blobs[h] = t
+	if ji := s.jobs[job]; ji != nil {
+		ji.tensors = append(ji.tensors, t)
+	}
+	return h
+}
+
+func (s *Server) serveFetch(c *conn, hashes [][32]byte) {
+	for _, h := range hashes {
+		t := s.blobs[h]
+		if t == nil {
+			c.enqueue(&protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("tensor %x is not held by this coordinator", h[:8])})
+			continue
+		}
+		c.sent[h] = true
+		s.sendTensor(c, h, t)
+	}
+}
+
+// sendTensor queues t as TensorData chunks on c.
+func (s *Server) sendTensor(c *conn, h [32]byte, t *tensor.Tensor) {
+	chunks, err := protocol.ChunkTensor(h, t.Shape, t.Data, 0)
+	if err != nil {
+		s.log.Error("chunking tensor", "err", err)
+		return
+	}
+	for i := range chunks {
+		c.enqueue(&chunks[i])
+	}
+}
+
+func (s *Server) closeAll(reason string) {
+	for _, c := range s.conns {
+		c.closeWith(statusGoingAway, reason)
+	}
+}
+
+// newJobID returns a random job id.
+func newJobID() scheduler.JobID {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return scheduler.JobID("j-" + hex.EncodeToString(b[:]))
+}
+
+// Stats returns the scheduler's counters and the number of connected
+// workers.
+func (s *Server) Stats(ctx context.Context) (scheduler.Stats, int, error) {
+	var st scheduler.Stats
+	var n int
+	err := s.call(ctx, func() {
+		st = s.sched.Stats()
+		n = len(s.conns)
+	})
+	return st, n, err
+}

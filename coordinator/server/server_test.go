@@ -1,0 +1,497 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/coordinator/planner"
+	"github.com/neurolov/neurolov/coordinator/server"
+	"github.com/neurolov/neurolov/coordinator/store"
+	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/tensor"
+	"github.com/neurolov/neurolov/worker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// coordinator is a real server on a random loopback port.
+type coordinator struct {
+	srv    *server.Server
+	http   *httptest.Server
+	key    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (c *coordinator) wsURL() string {
+	return "ws" + strings.TrimPrefix(c.http.URL, "http") + "/v1/worker"
+}
+
+func (c *coordinator) client() *client.Client {
+	return client.New(c.http.URL, client.WithAPIKey(c.key))
+}
+
+func startCoordinator(t *testing.T, mutate func(*server.Config)) *coordinator {
+	t.Helper()
+	st := store.NewMemory()
+	key, hash := store.NewAPIKey()
+	if err := st.AddAPIKey(context.Background(), "test", hash); err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
+		Planner:    planner.Options{TileRows: 8, TileCols: 8, BatchRows: 8},
+		Window:     2,
+		TickEvery:  20 * time.Millisecond,
+		Logger:     testLogger(t),
+		SpotChecks: 2,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv := server.New(cfg, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &coordinator{srv: srv, key: key, cancel: cancel, done: make(chan struct{})}
+	go func() { _ = srv.Run(ctx); close(c.done) }()
+	c.http = httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		cancel()
+		<-c.done
+		c.http.CloseClientConnections()
+		c.http.Close()
+		_ = st.Close()
+	})
+	return c
+}
+
+// startWorkers runs n CPU workers until the test ends.
+func startWorkers(t *testing.T, c *coordinator, n int, tamper worker.Tamper) []*worker.Worker {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var ws []*worker.Worker
+	for range n {
+		key, err := identity.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := worker.New(worker.Config{
+			URL: c.wsURL(), Signer: identity.NewKeySigner(key), Backend: worker.CPU{}, GFLOPS: 1,
+			Tamper: tamper, Logger: testLogger(t), MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		})
+		ws = append(ws, w)
+		wg.Go(func() { _ = w.Run(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return ws
+}
+
+func randomTensor(rng *rand.Rand, shape ...int) *tensor.Tensor {
+	t := tensor.New(shape...)
+	for i := range t.Data {
+		t.Data[i] = float32(rng.NormFloat64())
+	}
+	return t
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestEndToEndMatmulOverWebSockets(t *testing.T) {
+	c := startCoordinator(t, nil)
+	startWorkers(t, c, 3, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	a, b := randomTensor(rng, 20, 13), randomTensor(rng, 13, 17)
+	ctx := context.Background()
+	cl := c.client()
+	job, err := cl.SubmitMatmul(ctx, a, b, client.SubmitOptions{Replication: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Shards != 9 {
+		t.Fatalf("shards = %d, want 9 (8×8 tiles of 20×17)", job.Shards)
+	}
+	st, err := cl.Wait(ctx, job.ID, 10*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Replicas < 2*st.Shards {
+		t.Fatalf("replicas = %d for %d shards with replication 2", st.Replicas, st.Shards)
+	}
+	res, err := cl.Result(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := shaders.Reference(shaders.Matmul, []*tensor.Tensor{a, b})
+	got := res["C"]
+	if got == nil || !tensor.SameShape(got, want[0]) {
+		t.Fatalf("result C: %v", got)
+	}
+	for i := range got.Data {
+		if d := got.Data[i] - want[0].Data[i]; d > 1e-4 || d < -1e-4 {
+			t.Fatalf("C[%d] = %v, want %v", i, got.Data[i], want[0].Data[i])
+		}
+	}
+	workers, err := cl.Workers(ctx)
+	if err != nil || len(workers) != 3 {
+		t.Fatalf("workers: %v %v", workers, err)
+	}
+	ledger, err := cl.Ledger(ctx)
+	if err != nil || len(ledger) == 0 {
+		t.Fatalf("ledger: %v %v", ledger, err)
+	}
+	resp, err := http.Get(c.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte("neurolov_shards_verified_total 9")) && !bytes.Contains(body, []byte("neurolov_shards_verified_total")) {
+		t.Fatalf("metrics lack neurolov_shards_verified_total:\n%s", body)
+	}
+}
+
+func TestMLPInferEndToEnd(t *testing.T) {
+	c := startCoordinator(t, nil)
+	startWorkers(t, c, 2, nil)
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := randomTensor(rng, 19, 12)
+	layers := []client.Layer{{W: randomTensor(rng, 12, 9), B: randomTensor(rng, 9)}, {W: randomTensor(rng, 9, 4), B: randomTensor(rng, 4)}}
+	ctx := context.Background()
+	cl := c.client()
+	job, err := cl.SubmitMLP(ctx, x, layers, client.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Wait(ctx, job.ID, 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := cl.Result(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := shaders.Reference(shaders.MLPInfer, []*tensor.Tensor{x, layers[0].W, layers[0].B, layers[1].W, layers[1].B})
+	for l, name := range []string{"Z1", "Z2"} {
+		if res[name] == nil || !tensor.SameShape(res[name], want[l]) {
+			t.Fatalf("%s: %v", name, res[name])
+		}
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	c := startCoordinator(t, nil)
+	tests := []struct {
+		name, method, path, key string
+		body                    []byte
+		status                  int
+		contains                string
+	}{
+		{"submit without key", "POST", "/v1/jobs?kernel=matmul", "", nil, 401, "missing API key"},
+		{"submit with a wrong key", "POST", "/v1/jobs?kernel=matmul", "nlv_wrong", nil, 401, "invalid API key"},
+		{"unknown job", "GET", "/v1/jobs/j-nope", "", nil, 404, `job \"j-nope\" not found`},
+		{"unknown job result", "GET", "/v1/jobs/j-nope/result", "", nil, 404, "not found"},
+		{"cancel unknown job", "DELETE", "/v1/jobs/j-nope", c.key, nil, 404, "not found"},
+		{"bad kernel", "POST", "/v1/jobs?kernel=conv9", c.key, safetensorsBody(t), 400, "unknown kernel"},
+		{"garbage body", "POST", "/v1/jobs?kernel=matmul", c.key, []byte("\x05\x00\x00\x00\x00\x00\x00\x00{bad}"), 400, "safetensors"},
+		{"bad replication", "POST", "/v1/jobs?kernel=matmul&replication=x", c.key, nil, 400, "replication"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, c.http.URL+tc.path, bytes.NewReader(tc.body))
+			if tc.key != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e struct{ Error string }
+			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+				t.Fatalf("body is not a JSON error: %v", err)
+			}
+			if resp.StatusCode != tc.status || !strings.Contains(e.Error, strings.ReplaceAll(tc.contains, `\"`, `"`)) {
+				t.Fatalf("got %d %q, want %d containing %q", resp.StatusCode, e.Error, tc.status, tc.contains)
+			}
+		})
+	}
+}
+
+func TestOversizedJobBodyIs413(t *testing.T) {
+	c := startCoordinator(t, func(cfg *server.Config) { cfg.MaxJobBytes = 1024 })
+	rng := rand.New(rand.NewPCG(1, 1))
+	_, err := c.client().SubmitMatmul(context.Background(), randomTensor(rng, 64, 64), randomTensor(rng, 64, 64), client.SubmitOptions{})
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("err = %v, want a 413", err)
+	}
+}
+
+func safetensorsBody(t *testing.T) []byte {
+	var buf bytes.Buffer
+	if err := tensor.WriteSafetensors(&buf, map[string]*tensor.Tensor{"A": tensor.New(2, 2), "B": tensor.New(2, 2)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// rawWorker is a hand-driven worker connection, for fault tests.
+type rawWorker struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+func dialRaw(t *testing.T, c *coordinator) *rawWorker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, c.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	key, _ := identity.NewKey()
+	signer := identity.NewKeySigner(key)
+	r := &rawWorker{t: t, ws: ws}
+	r.send(&protocol.Hello{Version: protocol.Version, Address: signer.Address(), Agent: "raw"})
+	var challenge string
+	r.read(func(m protocol.Message) {
+		if ch, ok := m.(*protocol.Challenge); ok {
+			challenge = ch.Message
+		}
+	})
+	sig, err := signer.SignText(challenge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.send(&protocol.Auth{Signature: sig}, &protocol.Capabilities{Backend: "cpu", Device: "raw", GFLOPS: 1})
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	return r
+}
+
+func (r *rawWorker) send(msgs ...protocol.Message) {
+	r.t.Helper()
+	frame, err := protocol.Encode(msgs...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.ws.Write(context.Background(), websocket.MessageBinary, frame); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// read reads one frame and passes its messages to fn; it returns the
+// read error (a close, say).
+func (r *rawWorker) read(fn func(protocol.Message)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, b, err := r.ws.Read(ctx)
+	if err != nil {
+		return err
+	}
+	return protocol.Decode(b, func(m protocol.Message) error { fn(m); return nil })
+}
+
+// assigns reads frames until it has seen n Assign messages.
+func (r *rawWorker) assigns(n int) []*protocol.Assign {
+	r.t.Helper()
+	var out []*protocol.Assign
+	for len(out) < n {
+		err := r.read(func(m protocol.Message) {
+			if a, ok := m.(*protocol.Assign); ok {
+				out = append(out, protocol.Clone(a))
+			}
+		})
+		if err != nil {
+			r.t.Fatalf("reading assigns: %v", err)
+		}
+	}
+	return out
+}
+
+// closeStatus reads until the connection closes and returns the status
+// and reason.
+func (r *rawWorker) closeStatus() (websocket.StatusCode, string) {
+	for {
+		err := r.read(func(protocol.Message) {})
+		if err != nil {
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code, ce.Reason
+			}
+			return -1, err.Error()
+		}
+	}
+}
+
+func submitSmall(t *testing.T, c *coordinator, replication int) client.JobStatus {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(5, 6))
+	job, err := c.client().SubmitMatmul(context.Background(), randomTensor(rng, 8, 5), randomTensor(rng, 5, 8), client.SubmitOptions{Replication: replication})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+func TestMalformedFrameClosesAndReissues(t *testing.T) {
+	c := startCoordinator(t, nil)
+	raw := dialRaw(t, c)
+	job := submitSmall(t, c, 1)
+	raw.assigns(1)
+	if err := raw.ws.Write(context.Background(), websocket.MessageBinary, []byte("NLV\x01garbage")); err != nil {
+		t.Fatal(err)
+	}
+	code, reason := raw.closeStatus()
+	if code != websocket.StatusPolicyViolation || !strings.Contains(reason, "protocol") {
+		t.Fatalf("close = %v %q, want 1008 with a protocol reason", code, reason)
+	}
+	startWorkers(t, c, 1, nil)
+	if _, err := c.client().Wait(context.Background(), job.ID, 10*time.Millisecond, nil); err != nil {
+		t.Fatalf("job after the bad worker left: %v", err)
+	}
+}
+
+func TestOversizedFrameCloses1009(t *testing.T) {
+	c := startCoordinator(t, nil)
+	raw := dialRaw(t, c)
+	big := make([]byte, protocol.MaxFrameSize+1024)
+	copy(big, "NLV\x01")
+	_ = raw.ws.Write(context.Background(), websocket.MessageBinary, big)
+	code, _ := raw.closeStatus()
+	if code != websocket.StatusMessageTooBig {
+		t.Fatalf("close = %v, want 1009", code)
+	}
+}
+
+func TestUnleasedAndDuplicateResultsAreRejected(t *testing.T) {
+	c := startCoordinator(t, nil)
+	raw := dialRaw(t, c)
+	submitSmall(t, c, 1)
+	a := raw.assigns(1)[0]
+	outs, err := shaders.Reference(a.Kernel, []*tensor.Tensor{a.Inputs[0].Tensor(), a.Inputs[1].Tensor()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := &protocol.Result{Lease: a.Lease, Outputs: []protocol.TensorRef{{Shape: outs[0].Shape, Inline: true, Data: outs[0].Data}}}
+	unleased := &protocol.Result{Lease: 999_999, Outputs: res.Outputs}
+	raw.send(res, res, unleased) // one good, a duplicate, one never leased
+	rejected := map[uint64]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for rejected[a.Lease]+rejected[999_999] < 2 && time.Now().Before(deadline) {
+		if err := raw.read(func(m protocol.Message) {
+			if e, ok := m.(*protocol.Error); ok && e.Lease != 0 {
+				rejected[e.Lease]++
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rejected[a.Lease] != 1 || rejected[999_999] != 1 {
+		t.Fatalf("rejections %v: want the duplicate and the unleased result refused once each", rejected)
+	}
+	st, _, err := c.srv.Stats(context.Background())
+	if err != nil || st.Unleased != 2 {
+		t.Fatalf("stats %+v %v", st, err)
+	}
+}
+
+func TestWorkerVanishingMidShardIsReissued(t *testing.T) {
+	c := startCoordinator(t, nil)
+	raw := dialRaw(t, c)
+	job := submitSmall(t, c, 1)
+	raw.assigns(1)
+	_ = raw.ws.CloseNow() // vanish with the lease
+	startWorkers(t, c, 1, nil)
+	st, err := c.client().Wait(context.Background(), job.ID, 10*time.Millisecond, nil)
+	if err != nil || st.Verified != st.Shards {
+		t.Fatalf("job after a worker vanished: %+v %v", st, err)
+	}
+}
+
+func TestBadSignatureIsRefused(t *testing.T) {
+	c := startCoordinator(t, nil)
+	ctx := context.Background()
+	ws, _, err := websocket.Dial(ctx, c.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	r := &rawWorker{t: t, ws: ws}
+	key, _ := identity.NewKey()
+	r.send(&protocol.Hello{Version: protocol.Version, Address: identity.Address(key)})
+	r.read(func(protocol.Message) {})
+	other, _ := identity.NewKey()
+	sig, _ := identity.Sign(other, "not the challenge")
+	r.send(&protocol.Auth{Signature: sig}, &protocol.Capabilities{Backend: "cpu"})
+	code, reason := r.closeStatus()
+	if code != websocket.StatusPolicyViolation || !strings.Contains(reason, "authentication failed") {
+		t.Fatalf("close = %v %q", code, reason)
+	}
+}
+
+func TestCheaterIsCaughtAndBanned(t *testing.T) {
+	c := startCoordinator(t, nil)
+	startWorkers(t, c, 2, nil)
+	cheat := func(_ uint64, _ string, _, outs []*tensor.Tensor) []*tensor.Tensor {
+		for _, o := range outs {
+			for i := range o.Data {
+				o.Data[i] += 1
+			}
+		}
+		return outs
+	}
+	key, _ := identity.NewKey()
+	cheater := worker.New(worker.Config{URL: c.wsURL(), Signer: identity.NewKeySigner(key), Backend: worker.CPU{}, Tamper: cheat, Logger: testLogger(t)})
+	banned := make(chan error, 1)
+	go func() { banned <- cheater.Run(context.Background()) }()
+	waitFor(t, "3 workers", func() bool { _, n, _ := c.srv.Stats(context.Background()); return n == 3 })
+	job := submitSmall(t, c, 3)
+	select {
+	case err := <-banned:
+		if !errors.Is(err, worker.ErrBanned) {
+			t.Fatalf("cheater's Run returned %v, want ErrBanned", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("cheater was never banned")
+	}
+	st, _, _ := c.srv.Stats(context.Background())
+	if st.Caught != 1 {
+		t.Fatalf("caught = %d", st.Caught)
+	}
+	// With three replicas forced and one address banned, a third honest
+	// worker lets the job finish.
+	startWorkers(t, c, 1, nil)
+	if _, err := c.client().Wait(context.Background(), job.ID, 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	ledger, _ := c.client().Ledger(context.Background())
+	for _, e := range ledger {
+		if strings.EqualFold(e.Address, identity.FormatAddress(identity.Address(key))) && e.UnsettledFLOPs != 0 {
+			t.Fatalf("cheater kept unsettled pay: %+v", e)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+// Package verify judges the results workers return, without trusting
+// them and, for most shards, without recomputing them.
+//
+// It is pure: it imports the standard library, tensor and shaders, keeps
+// no clock and draws randomness only from the *rand.Rand its caller
+// passes. The scheduler calls it synchronously on every result, so a
+// Verifier keeps its scratch buffers between calls and checking a result
+// allocates nothing in steady state. A Verifier is not safe for
+// concurrent use.
+//
+// # Layers of trust
+//
+//  1. Shapes and finiteness: the outputs must have the count, shapes and
+//     sizes the kernel gives (CheckShapes) and hold no NaN or ±Inf.
+//  2. Freivalds' check (Verifier.Freivalds) of every linear product, a
+//     matmul tile or each layer of an MLP from the pre-activations the
+//     worker returns, in O(n²) with a fresh secret random vector per
+//     product: catches gross cheating at once (skipped work, stale or
+//     wrong weights, a bias, random output), down to the floor below.
+//  3. Spot checks (Verifier.SpotCheck): a few output elements recomputed
+//     exactly, O(K) each: they catch any pervasive error above the
+//     per-element bound, and a rare one with probability spots/N.
+//  4. Replicas (Verifier.Agree): two results of one shard must agree
+//     element by element within tolerance; the scheduler adds
+//     tie-breakers and decides by majority.
+//  5. Canaries (MakeCanary): a verified shard with its rows (and, for
+//     matmul, columns and signs) permuted, so that neither content hashes
+//     nor shapes give it away, judged by Agree against the permuted known
+//     answer.
+//
+// Verifier.Check runs 1–3. Reputation and adaptive replication, which
+// decide how often 4 and 5 happen, live in the scheduler.
+//
+// # The error bound
+//
+// Results from different GPUs, drivers and CPUs are not bit-identical: a
+// dot product of length K may be summed in any order (sequential, blocked,
+// tree, with or without FMA). Every such float32 evaluation obeys
+//
+//	|fl(Σ_k a_k·b_k) − Σ_k a_k·b_k| ≤ γ_K·Σ_k |a_k·b_k|,   γ_K = K·u/(1−K·u),
+//
+// with u = 2^-24 (shaders.Unit, shaders.Gamma; Higham, Accuracy and
+// Stability of Numerical Algorithms, §3.1); a bias adds one more term
+// (K' = K+1). The checks multiply the bound by Safety = 2, which admits
+// arithmetic that is merely faithful (1 ulp per operation, e.g. round
+// toward zero) rather than correctly rounded, and add 2^-126 (the smallest
+// normal float32) per operation and per unit of Σ|a| and Σ|b| for
+// hardware that flushes subnormal numbers to zero (WGSL allows it). The checks themselves run in float64 and add a bound on their own
+// rounding, some 2^29 times smaller. So an honest element c_ij satisfies
+//
+//	|c_ij − exact_ij| ≤ bound_ij = Safety·(γ_K'·S_ij + flush) + float64 slack,
+//	S_ij = Σ_k |a_ik·b_kj| + |bias_j|,
+//
+// which is what a spot check tests (ElementBound). These are worst-case
+// bounds: measured honest errors grow like √K·u rather than K·u and stay
+// far below them (for K = 512, near 1/500 of the threshold; the Ratio of
+// a Verdict shows how far). Reduced-precision arithmetic (TF32, bf16) is not honest here
+// and fails.
+//
+// Replicas. Both replicas obey the bound, so they differ by at most twice
+// it. Computing S_ij costs O(K) per element, O(mnK) in all, so Agree
+// bounds it by Cauchy–Schwarz from norms that cost O(mK + nK):
+// S_ij ≤ ‖A_i‖₂·‖B_·j‖₂ + |bias_j|. The tolerance has the form
+//
+//	|a_ij − b_ij| ≤ atol_ij + rtol·scale_ij + prop_ij,
+//	rtol = 2·Safety·γ_K',   scale_ij = ((‖A^a_i‖₂+‖A^b_i‖₂)/2)·‖B_·j‖₂ + |bias_j|,
+//
+// where atol_ij is the tiny flush term (it lets exact zeros agree) and,
+// for layers l > 1 of mlp-infer, whose left operands are each replica's
+// own relu(Z_{l−1}), prop_ij = ‖relu(Z^a_{l−1,i}) − relu(Z^b_{l−1,i})‖₂ ·
+// ‖W_l,·j‖₂ bounds the difference carried in from the layer before
+// (Cauchy–Schwarz again; relu is 1-Lipschitz). ElementTolerance returns
+// tol_ij for one element.
+//
+// # Freivalds' check and its floor
+//
+// For a product C = A·B (+ bias) the check draws r with entries uniform
+// in [1/2, 1) and compares, row by row in float64, C·r with A·(B·r) +
+// bias·r. An honest row differs by at most Σ_j r_j·bound_ij, which is
+// computable in O(mk + kn + mn) as
+//
+//	T_i = Safety·γ_K'·(|A|·(|B|·r) + |bias|·r)_i + flush + float64 slack.
+//
+// For mlp-infer it checks Z_1·r ≈ X·(W_1·r) + b_1·r and Z_l·r ≈
+// relu(Z_{l−1})·(W_l·r) + b_l·r with the worker's own Z_{l−1}, so a
+// worker cannot pass a layer without computing it from the one before.
+// Each product gets its own vector, drawn after the result arrived and
+// never sent or reused, so an error the worker chose is independent of r.
+// An error pattern e_i on row i passes when |Σ_j e_ij·r_j| (plus the
+// honest rounding) stays below T_i ≈ (3/4)·Σ_j bound_ij, that is about
+// (3/4)·N·bound for a row of N columns. Hence the floor:
+//
+//   - The entries of r are positive, so an error of one sign adds up
+//     coherently: a same-sign pattern (a bias, a scaling of positive
+//     outputs, stale weights) whose magnitudes add up to more than
+//     2·(1+1/Safety)·T_i(r≡1) — about 3·Σ_j bound_ij — is always caught
+//     (FreivaldsFloor). For random normal data with K = 512–784 the
+//     per-element bound is about 0.1% of |c|, and a 1% bias of one sign on
+//     every element shows as 4 to 40 times the threshold.
+//   - The entries of r are at least 1/2, so a single element perturbed by
+//     more than FreivaldsFloor, about 3·N·bound, is always caught; below
+//     about (3/4)·N·bound it passes.
+//   - An error whose signs vary along the row partly cancels: a pattern
+//     of random signs and size ε per element shows as about
+//     0.76·√N·ε (√N times the root mean square of r), so it passes up to
+//     ε ≈ √N·bound; an adversary who pairs +δ and −δ in one row passes
+//     with probability about 4·T_i/δ.
+//
+// So Freivalds catches gross cheating at once, and a result that passes
+// it is correct to within about √N (patterns of varying sign) to N
+// (single elements) times the per-element bound; spot checks, replicas
+// and canaries catch subtler cheats. Entries of both signs would not make
+// a same-sign error add up and see a varying pattern no better (also
+// √N·bound); entries uniform in [0, 1) would see it slightly better but
+// let any single element whose r_j happens to be near zero through, so
+// that no size of error would always be caught.
+package verify

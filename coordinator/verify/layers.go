@@ -1,0 +1,161 @@
+package verify
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// layer is one linear product of a shard, C = f(A)·B + bias, where f is
+// relu for the hidden layers of mlp-infer (A is then the worker's own
+// pre-activations of the layer before) and the identity otherwise. All
+// slices are row-major views of the shard's tensors; nothing is copied.
+type layer struct {
+	a       []float32 // m×k
+	relu    bool      // the left operand is relu(a)
+	b       []float32 // k×n
+	bias    []float32 // n, or nil
+	c       []float32 // m×n: the result under test
+	m, k, n int
+	out     int // index of c among the outputs
+}
+
+// terms is the length K' of each dot product: K, plus one for the bias.
+func (l *layer) terms() int {
+	if l.bias != nil {
+		return l.k + 1
+	}
+	return l.k
+}
+
+// input returns one element of the left operand as float64: f(x).
+func (l *layer) input(x float32) float64 {
+	if l.relu {
+		return relu(x)
+	}
+	return float64(x)
+}
+
+// biasAt returns bias_j, or 0 without a bias.
+func (l *layer) biasAt(j int) float64 {
+	if l.bias == nil {
+		return 0
+	}
+	return float64(l.bias[j])
+}
+
+// exactElem is one output element recomputed in float64.
+type exactElem struct {
+	val  float64 // Σ_k f(a_ik)·b_kj + bias_j
+	abs  float64 // Σ_k |f(a_ik)·b_kj| + |bias_j|
+	sumA float64 // Σ_k |f(a_ik)|
+	sumB float64 // Σ_k |b_kj|
+}
+
+// exact recomputes element (i, j) in float64: O(K).
+func (l *layer) exact(i, j int) exactElem {
+	var e exactElem
+	row := l.a[i*l.k : (i+1)*l.k]
+	for kk, x := range row {
+		a := l.input(x)
+		b := float64(l.b[kk*l.n+j])
+		e.val += a * b
+		e.abs += math.Abs(a * b)
+		e.sumA += math.Abs(a)
+		e.sumB += math.Abs(b)
+	}
+	bias := l.biasAt(j)
+	e.val += bias
+	e.abs += math.Abs(bias)
+	return e
+}
+
+// threshold is Freivalds' bound for one row: Σ_j r_j·elementBound_ij,
+// given predAbs = Σ_k|f(a_ik)|·(|B|·r)_k + |bias|·r, aAbs = Σ_k|f(a_ik)|,
+// sumR = Σ_j r_j, sumBar = Σ_k (|B|·r)_k, and cAbs = |C_i|·r for the
+// float64 slack of C·r.
+func (l *layer) threshold(predAbs, aAbs, sumR, sumBar, cAbs float64) float64 {
+	t := l.terms()
+	flush := tiny * ((float64(2*t+1)+aAbs)*sumR + sumBar)
+	return Safety*(shaders.Gamma(t)*predAbs+flush) + slack64(t+l.n)*(predAbs+cAbs)
+}
+
+// appendLayers checks inputs and outputs against kernel and appends the
+// shard's linear products to dst. Problems with the inputs (the
+// coordinator's own data) wrap ErrUnverifiable; problems with the outputs
+// (the worker's) wrap ErrResult. It checks exactly what
+// shaders.OutputShapes checks, plus that every tensor's data fits its
+// shape, without allocating.
+func appendLayers(dst []layer, kernel string, inputs, outputs []*tensor.Tensor) ([]layer, error) {
+	for i, t := range inputs {
+		if t == nil || tensor.NumElements(t.Shape) != len(t.Data) {
+			return dst, fmt.Errorf("%w: %w: input %d is nil or its data does not fit its shape", ErrUnverifiable, shaders.ErrInputs, i)
+		}
+	}
+	switch kernel {
+	case shaders.Matmul:
+		if len(inputs) != 2 || !inputs[0].Is2D(-1, -1) || !inputs[1].Is2D(inputs[0].Cols(), -1) {
+			return dst, fmt.Errorf("%w: %w: matmul takes A (m×k) and B (k×n)", ErrUnverifiable, shaders.ErrInputs)
+		}
+		a, b := inputs[0], inputs[1]
+		if len(outputs) != 1 {
+			return dst, fmt.Errorf("%w: matmul returns 1 output, got %d", ErrResult, len(outputs))
+		}
+		l := layer{a: a.Data, b: b.Data, m: a.Rows(), k: a.Cols(), n: b.Cols()}
+		if err := l.setResult(outputs, 0); err != nil {
+			return dst, err
+		}
+		dst = append(dst, l)
+	case shaders.MLPInfer:
+		if len(inputs) < 3 || len(inputs)%2 != 1 || !inputs[0].Is2D(-1, -1) {
+			return dst, fmt.Errorf("%w: %w: mlp-infer takes X (b×d0) and (W, b) pairs, got %d inputs", ErrUnverifiable, shaders.ErrInputs, len(inputs))
+		}
+		x := inputs[0]
+		layers := len(inputs) / 2
+		width := x.Cols()
+		for li := range layers {
+			w, bias := inputs[1+2*li], inputs[2+2*li]
+			if !w.Is2D(width, -1) || len(bias.Shape) != 1 || bias.Shape[0] != w.Cols() {
+				return dst, fmt.Errorf("%w: %w: mlp-infer layer %d: W %v, b %v after width %d", ErrUnverifiable, shaders.ErrInputs, li+1, w.Shape, bias.Shape, width)
+			}
+			width = w.Cols()
+		}
+		if len(outputs) != layers {
+			return dst, fmt.Errorf("%w: mlp-infer of %d layers returns %d outputs, got %d", ErrResult, layers, layers, len(outputs))
+		}
+		prev := x.Data
+		for li := range layers {
+			w, bias := inputs[1+2*li], inputs[2+2*li]
+			l := layer{a: prev, relu: li > 0, b: w.Data, bias: bias.Data, m: x.Rows(), k: w.Rows(), n: w.Cols()}
+			if err := l.setResult(outputs, li); err != nil {
+				return dst, err
+			}
+			dst = append(dst, l)
+			prev = l.c
+		}
+	default:
+		return dst, fmt.Errorf("%w: %w: %q", ErrUnverifiable, shaders.ErrUnknownKernel, kernel)
+	}
+	for i := range dst {
+		if dst[i].terms() >= maxTerms {
+			return dst, fmt.Errorf("%w: dot products of length %d are too long for a float32 error bound", ErrUnverifiable, dst[i].terms())
+		}
+	}
+	return dst, nil
+}
+
+// setResult points l.c at outputs[out] after checking its shape.
+func (l *layer) setResult(outputs []*tensor.Tensor, out int) error {
+	t := outputs[out]
+	if t == nil || !t.Is2D(l.m, l.n) || len(t.Data) != l.m*l.n {
+		var shape []int
+		if t != nil {
+			shape = t.Shape
+		}
+		return fmt.Errorf("%w: output %d has shape %v, want [%d %d]", ErrResult, out, shape, l.m, l.n)
+	}
+	l.c, l.out = t.Data, out
+	return nil
+}

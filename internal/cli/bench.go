@@ -1,0 +1,22 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: neurolov bench dispatch | verify", ErrUsage)
+	}
+	switch args[0] {
+	case "dispatch":
+		return benchDispatch(ctx, args[1:], stdout, stderr)
+	case "dispatch-fleet":
+		return dispatchFleet(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return benchVerify(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("%w: unknown benchmark %q (dispatch, verify)", ErrUsage, args[0])
+}

@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/coordinator/planner"
+	"github.com/neurolov/neurolov/coordinator/scheduler"
+	"github.com/neurolov/neurolov/coordinator/server"
+	"github.com/neurolov/neurolov/coordinator/store"
+	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/internal/rusage"
+	"github.com/neurolov/neurolov/worker"
+)
+
+// benchDispatch measures the coordinator's CPU per verified replica: the
+// coordinator runs in this process, 1,000 simulated workers in a child
+// process over loopback WebSockets, and the shards are tiny so that the
+// figure is the coordinator's overhead (framing, scheduling, verification,
+// store), not compute.
+func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench dispatch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	workers := fs.Int("workers", 1000, "simulated workers (in a child process)")
+	shards := fs.Int("shards", 100_000, "tiny shards per run")
+	window := fs.Int("window", 32, "leases granted to each worker")
+	runs := fs.Int("runs", 3, "runs; the median is reported")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	st := store.NewMemory()
+	defer st.Close()
+	key, hash := store.NewAPIKey()
+	if err := st.AddAPIKey(ctx, "bench", hash); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	sc := scheduler.DefaultConfig()
+	sc.CanaryRate = 0.02
+	srv := server.New(server.Config{
+		Domain: ln.Addr().String(), Window: *window, Scheduler: &sc,
+		Planner: planner.Options{TileRows: 4, TileCols: 4},
+		Logger:  newLogger(io.Discard, "error"),
+	}, st)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- serveUntilDone(ctx, srv, ln) }()
+
+	// The fleet, in a child process so its CPU is not the coordinator's.
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := exec.CommandContext(ctx, exe, "bench", "dispatch-fleet", "-url", "ws://"+ln.Addr().String()+"/v1/worker", "-workers", strconv.Itoa(*workers))
+	child.Stderr = stderr
+	childOut, err := child.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := child.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	go func() { _, _ = io.Copy(io.Discard, bufio.NewReader(childOut)) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, n, err := srv.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		if n >= *workers {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench dispatch: only %d of %d workers connected", n, *workers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Fprintf(stdout, "bench dispatch: %d workers connected from a child process; %d tiny matmul shards (4×4·4×4) per run, window %d\n", *workers, *shards, *window)
+
+	cl := client.New("http://"+ln.Addr().String(), client.WithAPIKey(key))
+	rng := newRand(1)
+	var rates []float64
+	for r := 0; r < *runs; r++ {
+		a, b := scaledTensor(rng, 1, 4*(*shards), 4), scaledTensor(rng, 1, 4, 4)
+		before, _, _ := srv.Stats(ctx)
+		cpu0, wall0 := rusage.Process(), time.Now()
+		job, err := cl.SubmitMatmul(ctx, a, b, client.SubmitOptions{Name: "bench-dispatch"})
+		if err != nil {
+			return err
+		}
+		if _, err := cl.Wait(ctx, job.ID, 20*time.Millisecond, nil); err != nil {
+			return err
+		}
+		cpu, wall := rusage.Process()-cpu0, time.Since(wall0)
+		after, _, _ := srv.Stats(ctx)
+		replicas := after.Results - before.Results
+		rate := float64(replicas) / cpu.Seconds()
+		rates = append(rates, rate)
+		fmt.Fprintf(stdout, "  run %d: %d replicas verified (%d shards, %.2f per shard) in %.2fs wall, %.2fs coordinator CPU: %.0f replicas/s per core (%.1f µs each)\n",
+			r+1, replicas, *shards, float64(replicas)/float64(*shards), wall.Seconds(), cpu.Seconds(), rate, 1e6/rate)
+	}
+	cancel()
+	<-serveErr
+	med := medianFloat(rates)
+	fmt.Fprintf(stdout, "dispatch: %.0f replicas/s per core\n", med)
+	return nil
+}
+
+// dispatchFleet is the child process of bench dispatch: n workers with the
+// CPU backend, each with its own key, until killed.
+func dispatchFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench dispatch-fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "", "coordinator worker endpoint")
+	n := fs.Int("workers", 1000, "workers")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < *n; i++ {
+		key, err := identity.NewKey()
+		if err != nil {
+			return err
+		}
+		w := worker.New(worker.Config{
+			URL: *url, Signer: identity.NewKeySigner(key), Backend: worker.CPU{}, GFLOPS: 1,
+			Agent: "bench-fleet", Logger: newLogger(io.Discard, "error"),
+		})
+		wg.Go(func() { _ = w.Run(ctx) })
+	}
+	fmt.Fprintln(stdout, "fleet started")
+	wg.Wait()
+	return nil
+}
+
+func medianFloat(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/neurolov/neurolov/coordinator/server"
+	"github.com/neurolov/neurolov/internal/rusage"
+	"github.com/neurolov/neurolov/internal/sim"
+	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/shaders/blas"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// benchVerify runs the real scheduler and verifier against 100 simulated
+// workers with the cheater mix of the adversarial test, and prints the
+// replication overhead, the wrong results left and the verification cost.
+func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	workers := fs.Int("workers", 100, "simulated workers")
+	shards := fs.Int("shards", 20000, "shards (half matmul 512×512 tiles, half mlp-infer batch 256)")
+	seed := fs.Uint64("seed", 1, "random seed of the fleet")
+	k := fs.Int("k", 256, "inner dimension of the matmul jobs")
+	verbose := fs.Bool("v", false, "print each catch")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	compute, backend := fastestCPU()
+	cfg := sim.FleetConfig{
+		Workers: *workers, Shards: *shards, Cheaters: 0.3, Rate: 0.3, Disconnect: 0.002,
+		MatmulK: *k, Seed: *seed, Compute: compute, Checker: server.NewChecker(2),
+	}
+	if *verbose {
+		cfg.Log = func(f string, a ...any) { fmt.Fprintf(stdout, "  "+f+"\n", a...) }
+	}
+	fmt.Fprintf(stdout, "bench verify: %d workers (30%% cheat on 30%% of their shards: perturb ×%d tol / 1%% bias / colluding), %d shards, honest backend %s\n",
+		*workers, sim.PerturbFactor, *shards, backend)
+	runtime.LockOSThread()
+	start := time.Now()
+	rep, err := sim.RunFleet(cfg)
+	runtime.UnlockOSThread()
+	if err != nil {
+		return err
+	}
+	recompute, err := recomputeCost(compute, *k)
+	if err != nil {
+		return err
+	}
+	overall := float64(rep.Replicas) / float64(rep.Shards)
+	last := float64(rep.ReplicasLast) / float64(max(1, rep.ShardsLast))
+	verifyPerShard := rep.VerifyCPU / time.Duration(rep.Shards)
+	fmt.Fprintf(stdout, "shards %d, results computed %d (canaries %d), jobs failed %d, wall %.1fs\n",
+		rep.Shards, rep.Replicas, rep.CanaryResults, rep.JobsFailed, time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "cheaters caught %d (rejoined under new addresses %d); median shard count at catch %d\n",
+		rep.Caught, rep.Rejoins, median(rep.CaughtAt))
+	fmt.Fprintf(stdout, "replicas per shard: %.3fx over the whole run (goal <= 1.25x), %.3fx over the last %d shards (goal <= 1.05x)\n",
+		overall, last, rep.ShardsLast)
+	fmt.Fprintf(stdout, "corrections %d; accepted results above the Freivalds floor %d (must be 0); wrong results left in final outputs %d (goal 0)\n",
+		rep.Corrections, rep.AboveFloor, rep.WrongLeft)
+	fmt.Fprintf(stdout, "verification CPU per shard %v vs recomputing it on %s (1 thread) %v: %.1f%% (goal <= 10%%)\n",
+		verifyPerShard.Round(time.Microsecond), backend, recompute.Round(time.Microsecond), 100*float64(verifyPerShard)/float64(recompute))
+	fmt.Fprintf(stdout, "verify: %.2fx replicas/shard, %d wrong accepted\n", last, rep.WrongLeft)
+	return nil
+}
+
+// fastestCPU returns the fastest CPU kernel path in this build: OpenBLAS
+// when cgo is on, else the pure-Go kernels.
+func fastestCPU() (func(string, []*tensor.Tensor) ([]*tensor.Tensor, error), string) {
+	b, _ := pickBackend("auto")
+	return func(kernel string, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+		return b.Run(context.Background(), kernel, in)
+	}, b.Device()
+}
+
+// recomputeCost returns the median single-thread time to compute one shard
+// of the bench's mix (the mean of a matmul tile and an mlp-infer batch).
+func recomputeCost(compute func(string, []*tensor.Tensor) ([]*tensor.Tensor, error), k int) (time.Duration, error) {
+	if blas.Available() {
+		prev := blas.Threads()
+		_ = blas.SetThreads(1)
+		defer func() { _ = blas.SetThreads(prev) }()
+	}
+	prevProcs := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prevProcs)
+	rng := newRand(5)
+	mm := []*tensor.Tensor{scaledTensor(rng, 1, 512, k), scaledTensor(rng, 1, k, 512)}
+	mlp := []*tensor.Tensor{scaledTensor(rng, 1, 256, 784),
+		scaledTensor(rng, 0.05, 784, 512), scaledTensor(rng, 0.1, 512),
+		scaledTensor(rng, 0.05, 512, 256), scaledTensor(rng, 0.1, 256),
+		scaledTensor(rng, 0.05, 256, 10), scaledTensor(rng, 0.1, 10)}
+	var total time.Duration
+	for _, in := range []struct {
+		kernel string
+		in     []*tensor.Tensor
+	}{{shaders.Matmul, mm}, {shaders.MLPInfer, mlp}} {
+		var runs []time.Duration
+		for range 7 {
+			t0 := rusage.Thread()
+			if _, err := compute(in.kernel, in.in); err != nil {
+				return 0, err
+			}
+			runs = append(runs, rusage.Thread()-t0)
+		}
+		slices.Sort(runs)
+		total += runs[len(runs)/2]
+	}
+	return total / 2, nil
+}
+
+func median(xs []int) int {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

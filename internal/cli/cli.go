@@ -1,0 +1,68 @@
+// Package cli implements the subcommands of cmd/neurolov, so that the main
+// package stays a few lines: it parses flags and calls Run.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// ErrUsage reports a command line that does not parse; the message says
+// what to type instead.
+var ErrUsage = errors.New("usage")
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the coordinator (HTTP API, worker WebSocket, metrics)", runServe},
+		{"worker", "run a native worker that computes shards for a coordinator", runWorker},
+		{"submit", "submit a job, show progress, download the result", runSubmit},
+		{"demo", "coordinator + 4 CPU workers (one cheating) in one process: a matmul and an MLP job, verified", runDemo},
+		{"bench", "print the figures: bench dispatch | verify", runBench},
+	}
+}
+
+// Run runs the subcommand named by args[0].
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: name a subcommand", ErrUsage)
+		}
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	usage(stderr)
+	return fmt.Errorf("%w: unknown subcommand %q", ErrUsage, args[0])
+}
+
+func usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("neurolov: a verified compute network for AI work\n\nsubcommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nrun `neurolov SUBCOMMAND -h` for its flags\n")
+	_, _ = io.WriteString(w, b.String())
+}
+
+// newLogger returns a text logger at level on w.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

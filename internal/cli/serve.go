@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/neurolov/neurolov/coordinator/server"
+	"github.com/neurolov/neurolov/coordinator/store"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address (host:port)")
+	dataDir := fs.String("data-dir", defaultDataDir(), "folder for the API key file (created if missing)")
+	domain := fs.String("domain", "", "domain workers sign for (default: the listen address)")
+	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
+	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	log := newLogger(stderr, *logLevel)
+	st := store.NewMemory()
+	defer st.Close()
+	keyPath := filepath.Join(*dataDir, "api-key")
+	key, created, err := loadOrCreateAPIKey(keyPath)
+	if err != nil {
+		return err
+	}
+	if err := st.AddAPIKey(ctx, "default", store.HashAPIKey(key)); err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(stdout, "created an API key in %s (submit with: neurolov submit -key-file %s ...)\n", keyPath, keyPath)
+	} else {
+		fmt.Fprintf(stdout, "API key: %s\n", keyPath)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if *domain == "" {
+		*domain = ln.Addr().String()
+	}
+	srv := server.New(server.Config{Domain: *domain, Window: *window, Logger: log}, st)
+	fmt.Fprintf(stdout, "coordinator on http://%s (workers: ws://%s/v1/worker); the memory store starts empty on every restart\n", ln.Addr(), ln.Addr())
+	return serveUntilDone(ctx, srv, ln)
+}
+
+// serveUntilDone runs srv's loop and HTTP server on ln until ctx ends.
+func serveUntilDone(ctx context.Context, srv *server.Server, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- srv.Run(ctx) }()
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		cancel()
+		<-loopDone
+		return err
+	}
+	shut, c := context.WithTimeout(context.Background(), 3*time.Second)
+	defer c()
+	_ = hs.Shutdown(shut)
+	<-loopDone
+	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func defaultDataDir() string {
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "neurolov")
+	}
+	return ".neurolov"
+}
+
+// loadOrCreateAPIKey reads the key at path, or creates one there (0600).
+func loadOrCreateAPIKey(path string) (key string, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key = strings.TrimSpace(string(b))
+		if key == "" {
+			return "", false, fmt.Errorf("API key file %s is empty: delete it and restart to create a new key", path)
+		}
+		return key, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", false, err
+	}
+	key, _ = store.NewAPIKey()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, err
+	}
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", false, err
+	}
+	return key, true, nil
+}

@@ -1,0 +1,517 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// inlineOutputBytes: outputs up to this size travel inside the Result;
+// larger ones go first as TensorData chunks.
+const inlineOutputBytes = 4 << 20
+
+// Errors the worker returns.
+var (
+	// ErrHandshake reports a coordinator that refused or broke the handshake.
+	ErrHandshake = errors.New("worker: handshake failed")
+	// ErrBanned reports that the coordinator banned this worker's address.
+	ErrBanned = errors.New("worker: banned by the coordinator")
+)
+
+// Backend computes shards. Implementations: the portable Go CPU kernels
+// (CPU in this package), OpenBLAS (shaders/blas), WebGPU (shaders/gpu) and,
+// in the browser, WASM SIMD.
+type Backend interface {
+	// Name is the backend reported in the handshake: "cpu", "native-gpu",
+	// "webgpu" or "cpu-wasm".
+	Name() string
+	// Device names the adapter or CPU.
+	Device() string
+	// Run computes kernel on inputs and returns fresh outputs.
+	Run(ctx context.Context, kernel string, inputs []*tensor.Tensor) ([]*tensor.Tensor, error)
+}
+
+// Signer proves the worker's identity: an Ethereum key signing with
+// personal_sign (EIP-191) semantics — a local key, or a browser wallet.
+type Signer interface {
+	Address() [20]byte
+	SignText(message string) ([65]byte, error)
+}
+
+// Tamper, when set, may replace a shard's outputs before they are sent. It
+// exists for the demo and the adversarial tests (simulated cheaters); a real
+// worker leaves it nil.
+type Tamper func(lease uint64, kernel string, inputs, outputs []*tensor.Tensor) []*tensor.Tensor
+
+// Config configures a worker.
+type Config struct {
+	// URL is the coordinator's worker endpoint, ws://host:port/v1/worker.
+	URL     string
+	Signer  Signer
+	Backend Backend
+	// GFLOPS is the speed reported in the handshake (measure it with
+	// Measure).
+	GFLOPS float64
+	// MaxShardBytes is the largest shard (inputs plus outputs) taken; 0 =
+	// no limit.
+	MaxShardBytes uint64
+	// Parallel is how many shards run at once (default 1: backends use
+	// every core themselves).
+	Parallel int
+	// CacheBytes bounds the tensors kept by content hash (default 512 MiB).
+	CacheBytes int64
+	// Agent names this client in the handshake.
+	Agent string
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 200 ms
+	// and 15 s); the delay doubles after each failed session, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	Tamper                 Tamper
+	Logger                 *slog.Logger
+	// OnEvent, when set, is told about progress (for the browser page and
+	// the CLI): "connected", "shard-done", "rejected", "disconnected".
+	OnEvent func(Event)
+}
+
+// Event is a progress notice for OnEvent.
+type Event struct {
+	Kind   string
+	Lease  uint64
+	FLOPs  float64
+	Detail string
+}
+
+func (c *Config) defaults() {
+	if c.Parallel <= 0 {
+		c.Parallel = 1
+	}
+	if c.CacheBytes <= 0 {
+		c.CacheBytes = 512 << 20
+	}
+	if c.Agent == "" {
+		c.Agent = "neurolov-worker/1"
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Stats counts a worker's work across sessions.
+type Stats struct {
+	Sessions atomic.Int64
+	Done     atomic.Int64
+	Rejected atomic.Int64
+	FLOPs    atomic.Uint64 // stored as uint64 of whole FLOPs
+}
+
+// Worker runs sessions against a coordinator, reconnecting with backoff.
+type Worker struct {
+	cfg   Config
+	cache *cache
+	Stats Stats
+}
+
+// New returns a worker for cfg.
+func New(cfg Config) *Worker {
+	cfg.defaults()
+	return &Worker{cfg: cfg, cache: newCache(cfg.CacheBytes)}
+}
+
+// Run connects and works until ctx is cancelled or the address is banned,
+// reconnecting with exponential backoff and jitter after each lost session.
+func (w *Worker) Run(ctx context.Context) error {
+	delay := w.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := w.Session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrBanned) {
+			return err
+		}
+		if time.Since(start) > 10*time.Second {
+			delay = w.cfg.MinBackoff
+		}
+		w.cfg.Logger.Info("worker session ended; reconnecting", "err", err, "in", delay)
+		w.event(Event{Kind: "disconnected", Detail: errString(err)})
+		jitter := time.Duration(rand.Int64N(int64(delay)/2 + 1))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay + jitter):
+		}
+		delay = min(2*delay, w.cfg.MaxBackoff)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (w *Worker) event(e Event) {
+	if w.cfg.OnEvent != nil {
+		w.cfg.OnEvent(e)
+	}
+}
+
+// session is one connection's state.
+type session struct {
+	w      *Worker
+	ws     *websocket.Conn
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu        sync.Mutex
+	out       []protocol.Message
+	notify    chan struct{}
+	cancelled map[uint64]bool
+	waiting   map[[32]byte][]slot // inputs waiting for fetched tensors
+
+	tasks chan *task
+}
+
+type task struct {
+	lease   uint64
+	kernel  string
+	inputs  []*tensor.Tensor
+	missing int
+}
+
+// slot is input i of a task, waiting for a tensor.
+type slot struct {
+	t *task
+	i int
+}
+
+// Session runs one connection until it ends.
+func (w *Worker) Session(ctx context.Context) error {
+	ws, _, err := websocket.Dial(ctx, w.cfg.URL, nil)
+	if err != nil {
+		return fmt.Errorf("worker: dialing %s: %w", w.cfg.URL, err)
+	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	defer ws.CloseNow()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s := &session{
+		w: w, ws: ws, ctx: ctx, cancel: cancel,
+		notify:    make(chan struct{}, 1),
+		cancelled: make(map[uint64]bool),
+		waiting:   make(map[[32]byte][]slot),
+		tasks:     make(chan *task, 1024),
+	}
+	if err := s.handshake(); err != nil {
+		return err
+	}
+	w.Stats.Sessions.Add(1)
+	w.event(Event{Kind: "connected"})
+	var wg sync.WaitGroup
+	wg.Go(s.writeLoop)
+	for range w.cfg.Parallel {
+		wg.Go(s.computeLoop)
+	}
+	err = s.readLoop()
+	cancel(err)
+	wg.Wait()
+	if ctx.Err() != nil && context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), context.Canceled) {
+		err = context.Cause(ctx)
+	}
+	if err == nil {
+		_ = ws.Close(websocket.StatusNormalClosure, "bye")
+	}
+	return err
+}
+
+func (s *session) write(msgs ...protocol.Message) error {
+	frame, err := protocol.Encode(msgs...)
+	if err != nil {
+		return err
+	}
+	return s.ws.Write(s.ctx, websocket.MessageBinary, frame)
+}
+
+func (s *session) readFrame(buf []byte) ([]byte, error) {
+	typ, r, err := s.ws.Reader(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageBinary {
+		return nil, fmt.Errorf("%w: text message from the coordinator", protocol.ErrMalformed)
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (s *session) handshake() error {
+	cfg := &s.w.cfg
+	addr := cfg.Signer.Address()
+	if err := s.write(&protocol.Hello{Version: protocol.Version, Address: addr, Agent: cfg.Agent}); err != nil {
+		return fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	frame, err := s.readFrame(nil)
+	if err != nil {
+		return fmt.Errorf("%w: waiting for the challenge: %v", ErrHandshake, err)
+	}
+	var challenge string
+	err = protocol.Decode(frame, func(m protocol.Message) error {
+		switch m := m.(type) {
+		case *protocol.Challenge:
+			challenge = m.Message
+		case *protocol.Goodbye:
+			return fmt.Errorf("coordinator said goodbye: %s", m.Reason)
+		}
+		return nil
+	})
+	if err != nil || challenge == "" {
+		return fmt.Errorf("%w: no challenge: %v", ErrHandshake, err)
+	}
+	sig, err := cfg.Signer.SignText(challenge)
+	if err != nil {
+		return fmt.Errorf("%w: signing the challenge: %v", ErrHandshake, err)
+	}
+	caps := &protocol.Capabilities{
+		Backend: cfg.Backend.Name(), Device: cfg.Backend.Device(),
+		MaxShardBytes: cfg.MaxShardBytes, GFLOPS: cfg.GFLOPS, Threads: uint16(cfg.Parallel),
+	}
+	if err := s.write(&protocol.Auth{Signature: sig}, caps); err != nil {
+		return fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	return nil
+}
+
+// readLoop decodes coordinator frames until the session ends.
+func (s *session) readLoop() error {
+	var dec protocol.Decoder
+	asm := protocol.NewAssembler(2 * s.w.cfg.CacheBytes)
+	var buf []byte
+	for {
+		frame, err := s.readFrame(buf)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
+				return fmt.Errorf("%w: %v", ErrBanned, err)
+			}
+			return err
+		}
+		buf = frame
+		err = dec.Decode(frame, func(m protocol.Message) error {
+			switch m := m.(type) {
+			case *protocol.Assign:
+				s.assign(m)
+			case *protocol.TensorData:
+				t, err := asm.Add(m)
+				if err != nil {
+					return err
+				}
+				if t != nil {
+					s.w.cache.put(m.Hash, t)
+					s.arrived(m.Hash, t)
+				}
+			case *protocol.Cancel:
+				s.mu.Lock()
+				s.cancelled[m.Lease] = true
+				s.mu.Unlock()
+			case *protocol.Error:
+				if m.Lease != 0 {
+					s.w.Stats.Rejected.Add(1)
+					s.w.event(Event{Kind: "rejected", Lease: m.Lease, Detail: m.Message})
+				}
+				s.w.cfg.Logger.Info("coordinator error", "lease", m.Lease, "code", m.Code, "message", m.Message)
+			case *protocol.Goodbye:
+				if len(m.Reason) >= 6 && m.Reason[:6] == "banned" {
+					return fmt.Errorf("%w: %s", ErrBanned, m.Reason)
+				}
+				return fmt.Errorf("worker: coordinator said goodbye: %s", m.Reason)
+			case *protocol.Window, *protocol.Heartbeat:
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// assign turns an Assign into a task, fetching inputs it lacks.
+func (s *session) assign(m *protocol.Assign) {
+	t := &task{lease: m.Lease, kernel: m.Kernel, inputs: make([]*tensor.Tensor, len(m.Inputs))}
+	var fetch [][32]byte
+	for i := range m.Inputs {
+		ref := &m.Inputs[i]
+		if ref.Inline {
+			t.inputs[i] = &tensor.Tensor{Shape: append([]int(nil), ref.Shape...), Data: append([]float32(nil), ref.Data...)}
+			continue
+		}
+		if c := s.w.cache.get(ref.Hash); c != nil {
+			t.inputs[i] = c
+			continue
+		}
+		// The coordinator sends a tensor's chunks ahead of the first Assign
+		// that names it, on the same ordered stream: a miss here means the
+		// cache evicted it, so ask again.
+		t.missing++
+		s.mu.Lock()
+		first := len(s.waiting[ref.Hash]) == 0
+		s.waiting[ref.Hash] = append(s.waiting[ref.Hash], slot{t, i})
+		s.mu.Unlock()
+		if first {
+			fetch = append(fetch, ref.Hash)
+		}
+	}
+	if len(fetch) > 0 {
+		s.enqueue(&protocol.Fetch{Hashes: fetch})
+	}
+	if t.missing == 0 {
+		s.tasks <- t
+	}
+}
+
+// arrived fills tasks waiting for tensor h.
+func (s *session) arrived(h [32]byte, t *tensor.Tensor) {
+	s.mu.Lock()
+	ws := s.waiting[h]
+	delete(s.waiting, h)
+	s.mu.Unlock()
+	for _, sl := range ws {
+		sl.t.inputs[sl.i] = t
+		sl.t.missing--
+		if sl.t.missing == 0 {
+			s.tasks <- sl.t
+		}
+	}
+}
+
+func (s *session) computeLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case t := <-s.tasks:
+			s.compute(t)
+		}
+	}
+}
+
+func (s *session) compute(t *task) {
+	s.mu.Lock()
+	dropped := s.cancelled[t.lease]
+	delete(s.cancelled, t.lease)
+	s.mu.Unlock()
+	if dropped {
+		return
+	}
+	cfg := &s.w.cfg
+	outs, err := cfg.Backend.Run(s.ctx, t.kernel, t.inputs)
+	if err != nil {
+		s.enqueue(&protocol.Error{Lease: t.lease, Code: protocol.CodeInternal, Message: err.Error()})
+		return
+	}
+	if cfg.Tamper != nil {
+		outs = cfg.Tamper(t.lease, t.kernel, t.inputs, outs)
+	}
+	s.mu.Lock()
+	dropped = s.cancelled[t.lease]
+	delete(s.cancelled, t.lease)
+	s.mu.Unlock()
+	if dropped {
+		return
+	}
+	res := &protocol.Result{Lease: t.lease, Outputs: make([]protocol.TensorRef, len(outs))}
+	for i, o := range outs {
+		if 4*o.Len() <= inlineOutputBytes {
+			res.Outputs[i] = protocol.TensorRef{Shape: o.Shape, Inline: true, Data: o.Data}
+			continue
+		}
+		// Too big for one frame with others: send it in chunks first.
+		h := o.Hash()
+		chunks, err := protocol.ChunkTensor(h, o.Shape, o.Data, 0)
+		if err != nil {
+			s.enqueue(&protocol.Error{Lease: t.lease, Code: protocol.CodeInternal, Message: err.Error()})
+			return
+		}
+		for j := range chunks {
+			s.enqueue(&chunks[j])
+		}
+		res.Outputs[i] = protocol.TensorRef{Hash: h, Shape: o.Shape}
+	}
+	s.enqueue(res)
+	flops := shaders.FLOPs(t.kernel, t.inputs)
+	s.w.Stats.Done.Add(1)
+	s.w.Stats.FLOPs.Add(uint64(flops))
+	s.w.event(Event{Kind: "shard-done", Lease: t.lease, FLOPs: flops})
+}
+
+func (s *session) enqueue(m protocol.Message) {
+	s.mu.Lock()
+	s.out = append(s.out, m)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop sends queued messages, as many per frame as fit.
+func (s *session) writeLoop() {
+	var enc protocol.Encoder
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.notify:
+		}
+		s.mu.Lock()
+		msgs := s.out
+		s.out = nil
+		s.mu.Unlock()
+		for i := 0; i < len(msgs); {
+			enc.Reset()
+			for i < len(msgs) {
+				if err := enc.Append(msgs[i]); err != nil {
+					if enc.Count() == 0 {
+						s.cancel(fmt.Errorf("worker: message does not fit a frame: %w", err))
+						return
+					}
+					break
+				}
+				i++
+			}
+			if err := s.ws.Write(s.ctx, websocket.MessageBinary, enc.Bytes()); err != nil {
+				s.cancel(err)
+				return
+			}
+		}
+	}
+}
