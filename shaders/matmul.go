@@ -225,10 +225,16 @@ func (g *gemmArgs) packA(ap []float32, r0, r1, p0, p1 int) {
 	for i := r0; i < r1; i++ {
 		row := g.a[i*g.k+p0 : i*g.k+p1]
 		dst := ap[i-r0:]
-		for p, v := range row {
-			if g.relu && v < 0 {
-				v = 0
+		if g.relu {
+			// max, not a branch: signs are random, and a mispredicted
+			// branch per element costs as much as a narrow product.
+			// max keeps NaN; it turns -0 into +0, which adds the same.
+			for p, v := range row {
+				dst[p*h] = max(v, 0)
 			}
+			continue
+		}
+		for p, v := range row {
 			dst[p*h] = v
 		}
 	}

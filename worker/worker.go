@@ -126,6 +126,23 @@ type Worker struct {
 	cfg   Config
 	cache *cache
 	Stats Stats
+
+	mu   sync.Mutex
+	drop context.CancelCauseFunc // ends the current session
+}
+
+// errDropped ends a session that Drop closed.
+var errDropped = errors.New("worker: connection dropped on request")
+
+// Drop closes the current connection as if the network had failed; Run
+// reconnects after its backoff. Tests use it to simulate flaky volunteers.
+func (w *Worker) Drop() {
+	w.mu.Lock()
+	drop := w.drop
+	w.mu.Unlock()
+	if drop != nil {
+		drop(errDropped)
+	}
 }
 
 // New returns a worker for cfg.
@@ -214,6 +231,9 @@ func (w *Worker) Session(ctx context.Context) error {
 	defer ws.CloseNow()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	w.mu.Lock()
+	w.drop = cancel
+	w.mu.Unlock()
 	s := &session{
 		w: w, ws: ws, ctx: ctx, cancel: cancel,
 		notify:    make(chan struct{}, 1),

@@ -20,6 +20,20 @@ type need struct {
 	// trusted worker is connected, anyone eligible may take it.
 	trusted        bool
 	untrustedAfter time.Time
+	// audit marks a replica that checks an accepted result no trusted
+	// worker vouched for.
+	audit bool
+	// strict waits for a trusted worker even while none is connected
+	// (until untrustedAfter): audits and re-verifications do not hold up
+	// any job, and new identities must not judge each other.
+	strict bool
+}
+
+// needStrict queues a re-verification replica: it waits for a trusted
+// worker, whenever one is connected, up to Config.AuditWait.
+func (s *Scheduler) needStrict(sh *shard) {
+	sh.queued++
+	s.urgent.push(need{sh: sh, trusted: true, strict: true, untrustedAfter: s.now.Add(s.cfg.AuditWait)})
 }
 
 func (q *queue) push(n need) { q.items = append(q.items, n) }
@@ -45,15 +59,21 @@ func (s *Scheduler) need(q *queue, sh *shard, trusted bool) {
 	q.push(need{sh: sh, trusted: trusted, untrustedAfter: s.now.Add(s.cfg.TrustedWait)})
 }
 
+// needAudit queues an audit replica of an accepted shard.
+func (s *Scheduler) needAudit(sh *shard) {
+	sh.queued++
+	s.audits.push(need{sh: sh, trusted: true, strict: true, untrustedAfter: s.now.Add(s.cfg.AuditWait), audit: true})
+}
+
 // fillAll gives work to every worker with free window slots.
 func (s *Scheduler) fillAll(now time.Time) {
-	if s.urgent.len() == 0 && s.fresh.len() == 0 {
+	if s.urgent.len() == 0 && s.fresh.len() == 0 && s.audits.len() == 0 {
 		return // canaries only ride along with real work
 	}
 	k := 0
 	for i := 0; i < len(s.idle); i++ {
 		wk := s.idle[i]
-		if !wk.gone && s.urgent.len()+s.fresh.len() > 0 {
+		if !wk.gone && s.urgent.len()+s.fresh.len()+s.audits.len() > 0 {
 			s.fill(now, wk)
 		}
 		if wk.gone || len(wk.leases) >= wk.Window {
@@ -84,19 +104,22 @@ func (s *Scheduler) fill(now time.Time, wk *worker) {
 				continue
 			}
 		}
-		sh := s.take(now, &s.urgent, wk)
+		sh, audit := s.take(now, &s.urgent, wk)
 		if sh == nil {
-			sh = s.take(now, &s.fresh, wk)
+			sh, audit = s.take(now, &s.fresh, wk)
+		}
+		if sh == nil {
+			sh, audit = s.take(now, &s.audits, wk)
 		}
 		if sh == nil {
 			break
 		}
-		s.assign(now, wk, sh)
+		s.assign(now, wk, sh, audit)
 	}
 }
 
 // take removes and returns the first shard in q that wk may compute.
-func (s *Scheduler) take(now time.Time, q *queue, wk *worker) *shard {
+func (s *Scheduler) take(now time.Time, q *queue, wk *worker) (*shard, bool) {
 	q.compact()
 	scanned := 0
 	for i := q.head; i < len(q.items) && scanned < s.cfg.ScanLimit; i++ {
@@ -106,25 +129,28 @@ func (s *Scheduler) take(now time.Time, q *queue, wk *worker) *shard {
 		}
 		scanned++
 		sh := n.sh
-		if !s.stillNeeded(sh) {
+		if !s.stillNeeded(sh, n.audit) {
 			q.items[i] = need{}
 			sh.queued--
 			continue
 		}
-		if !s.eligible(wk, sh, n.trusted && now.Before(n.untrustedAfter)) {
+		if !s.eligible(wk, sh, n.trusted && now.Before(n.untrustedAfter), n.strict) {
 			continue
 		}
 		q.items[i] = need{}
 		sh.queued--
-		return sh
+		return sh, n.audit
 	}
-	return nil
+	return nil, false
 }
 
 // stillNeeded reports whether a queued replica of sh is still wanted.
-func (s *Scheduler) stillNeeded(sh *shard) bool {
+func (s *Scheduler) stillNeeded(sh *shard, audit bool) bool {
 	if sh.job.state == jobFailed {
 		return false
+	}
+	if audit {
+		return sh.state == shardAccepted && !sh.reverify && !sh.audited
 	}
 	if sh.state == shardAccepted && !sh.reverify {
 		return false
@@ -135,8 +161,8 @@ func (s *Scheduler) stillNeeded(sh *shard) bool {
 	return len(sh.results)+sh.leased < sh.want
 }
 
-func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted bool) bool {
-	if slices.Contains(sh.tried, wk.Address) || (sh.reverify && slices.Contains(sh.vouchers, wk.Address)) {
+func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted, strict bool) bool {
+	if slices.Contains(sh.tried, wk.Address) || ((sh.reverify || sh.state == shardAccepted) && slices.Contains(sh.vouchers, wk.Address)) {
 		return false
 	}
 	if wk.MaxShardBytes > 0 && sh.task.Bytes > wk.MaxShardBytes {
@@ -145,24 +171,29 @@ func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted bool) bool {
 	if sh.heavy && wk.Backend != BackendNativeGPU {
 		return false
 	}
-	if wantTrusted && s.trusted > 0 && !s.isTrusted(wk.rep) {
+	if wantTrusted && (s.trusted > 0 || strict) && !s.isTrusted(wk.rep) {
 		return false
 	}
 	return true
 }
 
-func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard) {
+func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 	if sh.want == 0 {
 		sh.want = s.replicationFor(sh.job, wk.rep)
+		// The other replicas of an untrusted worker's shard go preferably
+		// to trusted workers, so that new identities rarely vouch for each
+		// other.
 		for i := 1; i < sh.want; i++ {
-			s.need(&s.urgent, sh, false)
+			s.need(&s.urgent, sh, !s.isTrusted(wk.rep))
 		}
 	}
-	sh.tried = append(sh.tried, wk.Address)
-	sh.leased++
 	l := s.newLease(now, wk)
-	l.shard, l.task = sh, &sh.task
-	sh.leases = append(sh.leases, l)
+	l.shard, l.task, l.audit = sh, &sh.task, audit
+	if !audit {
+		sh.tried = append(sh.tried, wk.Address)
+		sh.leased++
+		sh.leases = append(sh.leases, l)
+	}
 	s.emit(Action{Kind: Assign, Worker: wk.ID, Address: wk.Address, Lease: l.id, Job: sh.job.id, Shard: sh.index, Task: l.task, FLOPs: sh.task.FLOPs})
 }
 

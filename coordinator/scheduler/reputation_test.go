@@ -9,7 +9,7 @@ import (
 // and 2) so both build a run of valid results.
 func trustUp(h *harness, n int) {
 	for i := 0; i < n; i++ {
-		h.submit(JobID("warm"+string(rune('a'+i))), 0, float32(i))
+		h.submit(JobID("warm"+string(rune('a'+i))), 2, float32(i))
 		h.respond(1, 0)
 		h.respond(2, 0)
 	}
@@ -130,8 +130,10 @@ func TestColludersOutvoteButAreCaughtOnReverify(t *testing.T) {
 	h.join(8, 8, 1)
 	h.submit("x", 0, 1)
 	h.respond(5, 999) // gross: caught
+	// No trusted worker is connected: the re-verification waits AuditWait
+	// for one, then anyone but the old vouchers may take it.
 	for i := 0; i < 6; i++ {
-		h.advance(time.Second)
+		h.advance(DefaultConfig().AuditWait)
 		h.respond(7, 0)
 		h.respond(8, 0)
 		h.respond(6, 0)

@@ -28,6 +28,7 @@ type Scheduler struct {
 
 	urgent queue // replicas of shards already started: tie-breakers, re-issues, re-verification
 	fresh  queue // first replicas of new shards
+	audits queue // audits of results no trusted worker vouched for, served last
 
 	idle    []*worker // workers that may have free window slots (lazily pruned)
 	trusted int       // connected trusted workers, for tie-breaker routing
@@ -70,18 +71,20 @@ type shard struct {
 	task  Task
 	state shardState
 
-	want      int // agreeing results wanted; 0 until the first lease decides
-	queued    int // needs of this shard waiting in a queue
-	leased    int // outstanding leases
-	attempts  int
-	lastError string
-	results   []result
-	leases    []*lease  // outstanding leases
-	tried     []Address // addresses holding a lease or a result: never twice
+	want       int // agreeing results wanted; 0 until the first lease decides
+	queued     int // needs of this shard waiting in a queue
+	leased     int // outstanding leases
+	attempts   int // errors and expiries
+	departures int // workers that left holding a replica
+	lastError  string
+	results    []result
+	leases     []*lease  // outstanding leases
+	tried      []Address // addresses holding a lease or a result: never twice
 
 	accepted []*tensor.Tensor
 	vouchers []Address
 	reverify bool // verifying again after a voucher was caught
+	audited  bool // an audit replica agreed with the accepted result
 	heavy    bool
 }
 
@@ -99,6 +102,7 @@ type lease struct {
 	expected []*tensor.Tensor
 	deadline time.Time
 	done     bool
+	audit    bool // checks an accepted result
 }
 
 type worker struct {
@@ -252,7 +256,7 @@ func (s *Scheduler) removeWorker(wk *worker, why string) {
 	for _, l := range wk.leases {
 		s.dropLease(l)
 		if l.shard != nil {
-			s.failReplica(l, why)
+			s.failReplica(l, why, true)
 		}
 	}
 }
@@ -268,7 +272,7 @@ func (s *Scheduler) WorkerError(now time.Time, id WorkerID, lid LeaseID, msg str
 	}
 	s.dropLease(l)
 	if l.shard != nil {
-		s.failReplica(l, "worker error: "+msg)
+		s.failReplica(l, "worker error: "+msg, false)
 	}
 	s.fillAll(now)
 	return s.out
@@ -291,7 +295,7 @@ func (s *Scheduler) Tick(now time.Time) []Action {
 		s.emit(Action{Kind: Cancel, Worker: l.worker.ID, Lease: l.id, Reason: "lease expired"})
 		s.dropLease(l)
 		if l.shard != nil {
-			s.failReplica(l, "lease expired")
+			s.failReplica(l, "lease expired", false)
 		}
 	}
 	if n > 0 {
@@ -316,9 +320,12 @@ func (s *Scheduler) Result(now time.Time, id WorkerID, lid LeaseID, outputs []*t
 	}
 	s.dropLease(l)
 	s.stats.Results++
-	if l.canary != nil {
+	switch {
+	case l.canary != nil:
 		s.canaryResult(wk, l, outputs)
-	} else {
+	case l.audit:
+		s.auditResult(wk, l, outputs)
+	default:
 		s.shardResult(wk, l, outputs)
 	}
 	if !wk.gone {
@@ -364,6 +371,68 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 	}
 }
 
+// auditResult compares an audit replica with the accepted result; a
+// disagreement re-verifies the shard (and the majority then decides who
+// lied: the auditor or the vouchers).
+func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
+	sh := l.shard
+	s.stats.Audits++
+	if sh.state != shardAccepted || sh.reverify || sh.audited || sh.job.state == jobFailed {
+		s.reject(wk, l, "shard no longer needs this replica")
+		return
+	}
+	if ok, why := s.check.Check(&sh.task, outputs, s.rng); !ok {
+		s.reject(wk, l, why)
+		s.caught(wk.Address, "failed a self-check: "+why)
+		s.needAudit(sh)
+		return
+	}
+	if s.check.Agree(&sh.task, sh.accepted, outputs) {
+		sh.audited = true
+		s.addVouchers(sh, []Address{wk.Address})
+		if s.isTrusted(wk.rep) && s.cfg.CanaryPool > 0 {
+			s.addCanarySource(canarySource{task: &sh.task, outputs: sh.accepted, vouched: append(slices.Clone(sh.vouchers), wk.Address)})
+		}
+		s.valid(wk.rep)
+		s.emit(Action{Kind: Pay, Address: wk.Address, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
+		return
+	}
+	s.reverify(sh, &result{addr: wk.Address, outputs: outputs}, 1)
+}
+
+// addVouchers records addrs as vouching for sh's accepted result.
+func (s *Scheduler) addVouchers(sh *shard, addrs []Address) {
+	for _, a := range addrs {
+		sh.vouchers = append(sh.vouchers, a)
+		r := s.rep(a)
+		r.vouched = append(r.vouched, sh)
+	}
+}
+
+// reverify reopens an accepted shard: the accepted result stays in the
+// vote through each voucher not (yet) caught, extra (an audit's result,
+// say) joins it, and fresh more replicas are asked of workers that did not
+// vouch, trusted ones whenever any is connected. resolve then decides, and
+// a voucher on the losing side is caught.
+func (s *Scheduler) reverify(sh *shard, extra *result, fresh int) {
+	sh.reverify = true
+	sh.results = sh.results[:0]
+	sh.tried = sh.tried[:0]
+	for _, a := range sh.vouchers {
+		if r := s.reps[a]; r == nil || !r.caught {
+			sh.results = append(sh.results, result{addr: a, outputs: sh.accepted})
+		}
+	}
+	if extra != nil {
+		sh.results = append(sh.results, *extra)
+		sh.tried = append(sh.tried, extra.addr)
+	}
+	sh.want = len(sh.results) + fresh
+	for range fresh {
+		s.needStrict(sh)
+	}
+}
+
 // resolve decides a shard once it has the results it wanted.
 func (s *Scheduler) resolve(sh *shard) {
 	n := len(sh.results)
@@ -371,27 +440,44 @@ func (s *Scheduler) resolve(sh *shard) {
 		s.accept(sh, []int{0}, "freivalds+spot, single trusted replica")
 		return
 	}
-	// Find the largest group agreeing with one representative.
+	// Find the heaviest group agreeing with one representative; a trusted
+	// address's vote weighs TrustedWeight, a new identity's 1.
 	var bestGroup []int
+	best, total := 0, 0
+	weights := make([]int, n) // weight of the group agreeing with result i
 	for i := 0; i < n; i++ {
+		total += s.weight(sh.results[i].addr)
 		group := []int{i}
 		for j := 0; j < n; j++ {
 			if j != i && s.check.Agree(&sh.task, sh.results[i].outputs, sh.results[j].outputs) {
 				group = append(group, j)
 			}
 		}
-		if len(group) > len(bestGroup) {
-			bestGroup = group
+		weights[i] = s.groupWeight(sh, group)
+		if weights[i] > best {
+			bestGroup, best = group, weights[i]
 		}
 		if len(group) == n {
 			break
+		}
+	}
+	second := 0 // the heaviest group outside the best one
+	for i, w := range weights {
+		if !slices.Contains(bestGroup, i) {
+			second = max(second, w)
 		}
 	}
 	if len(bestGroup) == n {
 		s.accept(sh, bestGroup, fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n))
 		return
 	}
-	if len(bestGroup) >= 2 && 2*len(bestGroup) > n {
+	// A dispute is decided by at least two agreeing results that outweigh
+	// the rest.
+	// At the replica cap a strictly heaviest group of two or more wins
+	// (plurality), so that cheaters who disagree among themselves cannot
+	// stall a job; audits and later catches still re-verify it.
+	decided := 2*best > total || (n >= s.cfg.MaxReplicas && best > second)
+	if len(bestGroup) >= 2 && decided {
 		slices.Sort(bestGroup)
 		var minority []Address
 		for j := range sh.results {
@@ -413,6 +499,24 @@ func (s *Scheduler) resolve(sh *shard) {
 	s.need(&s.urgent, sh, true)
 }
 
+// TrustedWeight is the weight of a trusted address's vote in a dispute.
+const TrustedWeight = 3
+
+func (s *Scheduler) weight(a Address) int {
+	if r := s.reps[a]; r != nil && s.isTrusted(r) {
+		return TrustedWeight
+	}
+	return 1
+}
+
+func (s *Scheduler) groupWeight(sh *shard, group []int) int {
+	w := 0
+	for _, g := range group {
+		w += s.weight(sh.results[g].addr)
+	}
+	return w
+}
+
 func (s *Scheduler) accept(sh *shard, group []int, method string) {
 	jb := sh.job
 	replicas := len(sh.results)
@@ -422,18 +526,34 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 		vouchers[i] = sh.results[g].addr
 	}
 	if sh.reverify {
+		// The old result took part in the vote through its surviving
+		// vouchers (see reverify); vouchers on the losing side are caught
+		// by resolve, and only new replicas are paid.
 		old, oldVouchers := sh.accepted, sh.vouchers
 		sh.reverify = false
 		sh.state = shardAccepted
-		if !s.check.Agree(&sh.task, old, rep) {
+		sh.audited = true
+		corrected := !s.check.Agree(&sh.task, old, rep)
+		if corrected {
 			s.stats.Corrections++
 			sh.accepted, sh.vouchers = rep, vouchers
 			s.emit(Action{Kind: Correct, Job: jb.id, Shard: sh.index, Outputs: rep, Vouchers: vouchers, Replicas: replicas, Method: "re-verified: " + method})
-			for _, a := range oldVouchers {
-				s.caught(a, "vouched for a result that re-verification overturned")
+			for _, a := range vouchers {
+				s.rep(a).vouched = append(s.rep(a).vouched, sh)
 			}
 		}
-		s.payAll(sh, vouchers)
+		var fresh []Address
+		for _, a := range vouchers {
+			if !slices.Contains(oldVouchers, a) {
+				fresh = append(fresh, a)
+			}
+		}
+		if !corrected {
+			// Confirmed: the new replicas vouch for the result too, so
+			// that catching one of them later re-verifies it again.
+			s.addVouchers(sh, fresh)
+		}
+		s.payAll(sh, fresh)
 		s.cancelLeases(sh)
 		sh.results = nil
 		return
@@ -441,6 +561,10 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 	sh.state = shardAccepted
 	sh.accepted, sh.vouchers = rep, vouchers
 	s.stats.Accepted++
+	trusted := s.anyTrusted(vouchers)
+	if s.cfg.Audit && !trusted {
+		s.needAudit(sh)
+	}
 	if len(group) == 1 {
 		s.stats.SingleAccepted++
 	}
@@ -450,7 +574,10 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 		r := s.rep(a)
 		r.vouched = append(r.vouched, sh)
 	}
-	if len(group) >= 2 && s.cfg.CanaryPool > 0 {
+	// Only results a trusted worker vouched for become canaries: two new
+	// identities agreeing may be colluders, and a wrong canary would
+	// punish the honest.
+	if len(group) >= 2 && trusted && s.cfg.CanaryPool > 0 {
 		s.addCanarySource(canarySource{task: &sh.task, outputs: rep, vouched: vouchers})
 	}
 	s.cancelLeases(sh)
@@ -484,6 +611,16 @@ func (s *Scheduler) valid(r *reputation) {
 }
 
 func (s *Scheduler) isTrusted(r *reputation) bool { return !r.caught && r.run >= s.cfg.TrustRun }
+
+// anyTrusted reports whether one of addrs is trusted.
+func (s *Scheduler) anyTrusted(addrs []Address) bool {
+	for _, a := range addrs {
+		if r := s.reps[a]; r != nil && s.isTrusted(r) {
+			return true
+		}
+	}
+	return false
+}
 
 // cancelLeases cancels outstanding replicas of an accepted shard.
 func (s *Scheduler) cancelLeases(sh *shard) {
@@ -547,12 +684,7 @@ func (s *Scheduler) caught(addr Address, why string) {
 		if sh.state != shardAccepted || sh.reverify || sh.job.state == jobFailed {
 			continue
 		}
-		sh.reverify = true
-		sh.want = 2
-		sh.results = nil
-		sh.tried = nil
-		s.need(&s.urgent, sh, true)
-		s.need(&s.urgent, sh, true)
+		s.reverify(sh, nil, 2)
 	}
 	r.vouched = nil
 	// Canary sources it vouched for are no longer trusted answers.
@@ -568,23 +700,35 @@ func (s *Scheduler) caught(addr Address, why string) {
 	s.nextCan = 0
 }
 
-// failReplica re-issues a replica that produced nothing.
-func (s *Scheduler) failReplica(l *lease, why string) {
+// failReplica re-issues a replica that produced nothing. A worker that
+// left costs the shard a quarter of an attempt (volunteers come and go; a
+// shard is not to blame for that), an error or an expiry a whole one.
+func (s *Scheduler) failReplica(l *lease, why string, departed bool) {
 	sh := l.shard
+	if l.audit {
+		if sh.state == shardAccepted && !sh.reverify && !sh.audited {
+			s.needAudit(sh)
+		}
+		return
+	}
 	if i := slices.Index(sh.tried, l.worker.Address); i >= 0 {
 		sh.tried = slices.Delete(sh.tried, i, i+1)
 	}
 	if sh.job.state == jobFailed || (sh.state == shardAccepted && !sh.reverify) {
 		return
 	}
-	sh.attempts++
+	if departed {
+		sh.departures++
+	} else {
+		sh.attempts++
+	}
 	sh.lastError = why
-	if sh.attempts >= s.cfg.MaxAttempts {
-		s.failJob(sh.job, fmt.Sprintf("shard %d failed %d times; last error: %s", sh.index, sh.attempts, why))
+	if failures := sh.attempts + sh.departures/4; failures >= s.cfg.MaxAttempts {
+		s.failJob(sh.job, fmt.Sprintf("shard %d failed %d times (and lost %d workers); last error: %s", sh.index, sh.attempts, sh.departures, why))
 		return
 	}
 	s.stats.Reissued++
-	s.need(&s.urgent, sh, false)
+	s.need(&s.urgent, sh, sh.reverify)
 }
 
 func (s *Scheduler) failJob(jb *job, why string) {
@@ -670,4 +814,11 @@ func (s *Scheduler) LeasesOf(id WorkerID) int {
 		return len(wk.leases)
 	}
 	return 0
+}
+
+// Pending returns the replicas still to compute: open leases plus queued
+// replicas (some of which may turn out to be no longer needed). Zero means
+// the scheduler is idle, re-verifications included.
+func (s *Scheduler) Pending() int {
+	return len(s.leases) + s.urgent.len() + s.fresh.len() + s.audits.len()
 }

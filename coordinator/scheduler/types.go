@@ -111,6 +111,13 @@ type Config struct {
 	// TrustedWait is how long a tie-breaker or re-verification replica
 	// waits for a trusted worker before any eligible worker may take it.
 	TrustedWait time.Duration
+	// AuditWait is how long audit and re-verification replicas wait for a
+	// trusted worker (when one is connected) before anyone may take them.
+	AuditWait time.Duration
+	// Audit re-checks, with one more replica (preferably from a trusted
+	// worker), every result accepted without a trusted voucher: two new
+	// identities that agree may be colluding.
+	Audit bool
 	// ScanLimit bounds how far down the queue a worker looks for a shard it
 	// may take.
 	ScanLimit int
@@ -121,12 +128,14 @@ func DefaultConfig() Config {
 	return Config{
 		LeaseTimeout:   30 * time.Second,
 		MaxAttempts:    8,
-		MaxReplicas:    5,
+		MaxReplicas:    7,
 		TrustRun:       10,
 		MinReplication: 0.02,
 		CanaryRate:     0.02,
 		CanaryPool:     64,
 		TrustedWait:    2 * time.Second,
+		Audit:          true,
+		AuditWait:      20 * time.Second,
 		ScanLimit:      256,
 	}
 }
@@ -207,4 +216,5 @@ type Stats struct {
 	JobsDone       int
 	JobsFailed     int
 	SingleAccepted int // shards accepted on one result (trusted worker)
+	Audits         int // audit results received
 }

@@ -498,3 +498,19 @@ func (s *Server) Stats(ctx context.Context) (scheduler.Stats, int, error) {
 	})
 	return st, n, err
 }
+
+// Pending returns the replicas the scheduler still has to compute (open
+// leases and queued replicas, re-verifications included).
+func (s *Server) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := s.call(ctx, func() { n = s.sched.Pending() })
+	return n, err
+}
+
+// Caught reports whether addr has been caught cheating (for tests and the
+// dashboard).
+func (s *Server) Caught(addr scheduler.Address) bool {
+	var caught bool
+	_ = s.call(context.Background(), func() { caught = s.sched.Caught(addr) })
+	return caught
+}

@@ -121,10 +121,11 @@ func errVerdict(err error) Verdict {
 
 // Check runs every self-check on one result of kernel: shapes and sizes,
 // then Freivalds' check of each linear product (which also catches NaN and
-// ±Inf), then spots elements recomputed exactly. rng must be a secret
-// source (NewSecretRand) in production; it is only read after the result
-// has arrived. Check never rejects a correct float32 result computed in
-// any summation order.
+// ±Inf), then spots elements recomputed exactly (none when spots ≤ 0;
+// the Method of a pass is then MethodFreivalds rather than MethodCheck).
+// rng must not be nil and must be a secret source (NewSecretRand) in
+// production; it is only read after the result has arrived. Check never
+// rejects a correct float32 result computed in any summation order.
 func (v *Verifier) Check(kernel string, inputs, outputs []*tensor.Tensor, rng *mrand.Rand, spots int) Verdict {
 	ls, bad := v.layers(kernel, inputs, outputs)
 	if bad != nil {

@@ -1,0 +1,172 @@
+//go:build !js && cgo && (darwin || windows || (linux && (amd64 || arm64)))
+
+package gpu
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+// platform holds what the native build keeps besides the device.
+type platform struct {
+	inst    *wgpu.Instance
+	adapter *wgpu.Adapter
+}
+
+func (p platform) release() {
+	p.adapter.Release()
+	p.inst.Release()
+}
+
+// openPlatform enumerates the adapters of the primary backends (Vulkan,
+// Metal, D3D12), picks one and opens a device with the adapter's buffer and
+// workgroup limits.
+func openPlatform(opts Options, _ func(error)) (*wgpu.Device, platform, AdapterInfo, wgpu.Limits, error) {
+	// A nil descriptor: with one, cogentcore v0.23.0 mallocs the instance
+	// extras without zeroing them, and wgpu-native then reads a garbage GLES
+	// version and path pointers (it aborted here on the second Open).
+	inst := wgpu.CreateInstance(nil)
+	adapters := inst.EnumerateAdapters(&wgpu.InstanceEnumerateAdapterOptons{Backends: wgpu.InstanceBackendPrimary})
+	var cands []candidate
+	var found []string
+	for i, a := range adapters {
+		info := nativeInfo(a)
+		cands = append(cands, candidate{index: i, info: info})
+		found = append(found, fmt.Sprintf("%q (%s, %s)", info.Name, info.Type, info.Backend))
+	}
+	pick := pickAdapter(cands, opts)
+	for i, a := range adapters {
+		if i != pick {
+			a.Release()
+		}
+	}
+	if pick < 0 {
+		inst.Release()
+		if len(found) == 0 {
+			return nil, platform{}, AdapterInfo{}, wgpu.Limits{}, fmt.Errorf("%w: no Vulkan, Metal or D3D12 adapter found", ErrNoAdapter)
+		}
+		return nil, platform{}, AdapterInfo{}, wgpu.Limits{}, fmt.Errorf("%w: none of %s fits the options (software %d, adapter %q)",
+			ErrNoAdapter, strings.Join(found, ", "), opts.Software, opts.Adapter)
+	}
+	adapter := adapters[pick]
+	info := cands[pick].info
+	al := adapter.GetLimits().Limits
+	req := wgpu.DefaultLimits()
+	req.MaxBufferSize = al.MaxBufferSize
+	req.MaxStorageBufferBindingSize = al.MaxStorageBufferBindingSize
+	req.MaxStorageBuffersPerShaderStage = al.MaxStorageBuffersPerShaderStage
+	req.MaxComputeWorkgroupStorageSize = al.MaxComputeWorkgroupStorageSize
+	req.MaxComputeInvocationsPerWorkgroup = al.MaxComputeInvocationsPerWorkgroup
+	req.MaxComputeWorkgroupSizeX = al.MaxComputeWorkgroupSizeX
+	req.MaxComputeWorkgroupSizeY = al.MaxComputeWorkgroupSizeY
+	req.MaxComputeWorkgroupSizeZ = al.MaxComputeWorkgroupSizeZ
+	req.MaxComputeWorkgroupsPerDimension = al.MaxComputeWorkgroupsPerDimension
+	// No DeviceLostCallback: cogentcore v0.23.0 hands C a Go pointer for
+	// it, which the cgo checker rejects. A lost device shows instead in the
+	// status of the next submission or mapping, which flush and mapRead turn
+	// into ErrDeviceLost.
+	dev, err := adapter.RequestDevice(&wgpu.DeviceDescriptor{
+		Label:          "neurolov",
+		RequiredLimits: &wgpu.RequiredLimits{Limits: req},
+	})
+	if err != nil {
+		adapter.Release()
+		inst.Release()
+		return nil, platform{}, AdapterInfo{}, wgpu.Limits{}, fmt.Errorf("%w: request device on %q: %v", ErrNoAdapter, info.Name, err)
+	}
+	limits := dev.GetLimits().Limits
+	info.MaxBufferBytes = limits.MaxBufferSize
+	info.MaxStorageBinding = limits.MaxStorageBufferBindingSize
+	info.MaxWorkgroupInvocations = limits.MaxComputeInvocationsPerWorkgroup
+	info.MaxWorkgroupStorage = limits.MaxComputeWorkgroupStorageSize
+	return dev, platform{inst: inst, adapter: adapter}, info, limits, nil
+}
+
+// nativeInfo describes an adapter. wgpu-native's Name is a device id on
+// Vulkan ("0x0"); the readable name is the driver description.
+func nativeInfo(a *wgpu.Adapter) AdapterInfo {
+	ai := a.GetInfo()
+	name := ai.DriverDescription
+	if name == "" {
+		name = ai.Name
+	}
+	info := AdapterInfo{
+		Name:    name,
+		Vendor:  ai.VendorName,
+		Driver:  ai.DriverDescription,
+		Backend: ai.BackendType.String(),
+		Type:    ai.AdapterType.String(),
+	}
+	info.Software = isSoftware(info.Type, ai.Name, ai.DriverDescription, ai.VendorName)
+	return info
+}
+
+// pollUntil polls the device (blocking) until done reports true, the
+// device is lost or waitLimit passes.
+func (d *Device) pollUntil(what string, done func() bool) error {
+	deadline := time.Now().Add(waitLimit)
+	for !done() {
+		d.dev.Poll(true, nil)
+		if err := d.Err(); err != nil {
+			return err
+		}
+		if !done() && time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s did not finish within %v", ErrDeviceLost, what, waitLimit)
+		}
+	}
+	return nil
+}
+
+// waitIdle waits until the queue has run everything submitted.
+func (d *Device) waitIdle() error {
+	var done atomic.Bool
+	var status wgpu.QueueWorkDoneStatus
+	d.queue.OnSubmittedWorkDone(func(s wgpu.QueueWorkDoneStatus) {
+		status = s
+		done.Store(true)
+	})
+	if err := d.pollUntil("submission", done.Load); err != nil {
+		return err
+	}
+	if status != wgpu.QueueWorkDoneStatusSuccess {
+		return fmt.Errorf("%w: submission finished with status %d", ErrDeviceLost, status)
+	}
+	return nil
+}
+
+// mapRead maps a staging buffer for reading.
+func (d *Device) mapRead(b *wgpu.Buffer, size uint64) error {
+	var done atomic.Bool
+	var status wgpu.BufferMapAsyncStatus
+	if err := b.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) {
+		status = s
+		done.Store(true)
+	}); err != nil {
+		return fmt.Errorf("%w: map for read: %v", ErrGPU, err)
+	}
+	if err := d.pollUntil("buffer mapping", done.Load); err != nil {
+		return err
+	}
+	if status != wgpu.BufferMapAsyncStatusSuccess {
+		return fmt.Errorf("%w: map for read: status %d", ErrDeviceLost, status)
+	}
+	return nil
+}
+
+// readMapped copies a mapped range into dst.
+func readMapped(b *wgpu.Buffer, dst []byte) error {
+	copy(dst, b.GetMappedRange(0, uint(len(dst))))
+	return nil
+}
+
+func endPass(p *wgpu.ComputePassEncoder) error { return p.End() }
+
+// Error scopes: wgpu-native reports validation errors of each call through
+// the call's own error (cogentcore wraps every call in a scope), so the
+// native build needs no scopes of its own.
+func (d *Device) scopeBegin() error { return nil }
+func (d *Device) scopeEnd() error   { return nil }
