@@ -28,19 +28,20 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) err
 	seed := fs.Uint64("seed", 1, "random seed of the fleet")
 	k := fs.Int("k", 256, "inner dimension of the matmul jobs")
 	verbose := fs.Bool("v", false, "print each catch")
+	rejoins := fs.Int("rejoins", 1, "times a caught cheater comes back under a new address (-1: forever)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	compute, backend := fastestCPU()
 	cfg := sim.FleetConfig{
 		Workers: *workers, Shards: *shards, Cheaters: 0.3, Rate: 0.3, Disconnect: 0.002,
-		MatmulK: *k, Seed: *seed, Compute: compute, Checker: server.NewChecker(2),
+		MatmulK: *k, Seed: *seed, Rejoins: *rejoins, Compute: compute, Checker: server.NewChecker(2),
 	}
 	if *verbose {
 		cfg.Log = func(f string, a ...any) { fmt.Fprintf(stdout, "  "+f+"\n", a...) }
 	}
-	fmt.Fprintf(stdout, "bench verify: %d workers (30%% cheat on 30%% of their shards: perturb ×%d tol / 1%% bias / colluding), %d shards, honest backend %s\n",
-		*workers, sim.PerturbFactor, *shards, backend)
+	fmt.Fprintf(stdout, "bench verify: %d workers (30%% cheat on 30%% of their shards: perturb ×%d tol / 1%% bias / colluding; a caught cheater rejoins %d time(s) under a new address), %d shards, honest backend %s\n",
+		*workers, sim.PerturbFactor, *rejoins, *shards, backend)
 	runtime.LockOSThread()
 	start := time.Now()
 	rep, err := sim.RunFleet(cfg)
@@ -55,8 +56,11 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) err
 	overall := float64(rep.Replicas) / float64(rep.Shards)
 	last := float64(rep.ReplicasLast) / float64(max(1, rep.ShardsLast))
 	verifyPerShard := rep.VerifyCPU / time.Duration(rep.Shards)
-	fmt.Fprintf(stdout, "shards %d, results computed %d (canaries %d), jobs failed %d, wall %.1fs\n",
-		rep.Shards, rep.Replicas, rep.CanaryResults, rep.JobsFailed, time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "shards %d, results computed %d (canaries %d, audits %d), jobs failed %d, wall %.1fs\n",
+		rep.Shards, rep.Replicas, rep.CanaryResults, rep.Audits, rep.JobsFailed, time.Since(start).Seconds())
+	for _, r := range rep.FailReasons {
+		fmt.Fprintf(stdout, "  job failed: %s\n", r)
+	}
 	fmt.Fprintf(stdout, "cheaters caught %d (rejoined under new addresses %d); median shard count at catch %d\n",
 		rep.Caught, rep.Rejoins, median(rep.CaughtAt))
 	fmt.Fprintf(stdout, "replicas per shard: %.3fx over the whole run (goal <= 1.25x), %.3fx over the last %d shards (goal <= 1.05x)\n",

@@ -28,6 +28,9 @@ type FleetConfig struct {
 	Disconnect float64
 	// MatmulK is the inner dimension of the matmul jobs (default 256).
 	MatmulK int
+	// Rejoins is how many times a caught cheater comes back under a new
+	// address (identities are free); a negative value means forever.
+	Rejoins int
 	Seed    uint64
 	// Compute runs a shard honestly (the fastest CPU backend present).
 	Compute func(kernel string, inputs []*tensor.Tensor) ([]*tensor.Tensor, error)
@@ -54,7 +57,9 @@ type FleetReport struct {
 	VerifyCPU     time.Duration // coordinator CPU in Checker calls
 	SchedulerCPU  time.Duration // coordinator CPU in the scheduler, checks included
 	JobsFailed    int
+	FailReasons   []string
 	CanaryResults int
+	Audits        int
 }
 
 // timedChecker measures the thread CPU spent in a Checker.
@@ -85,6 +90,7 @@ func (t *timedChecker) Canary(task *scheduler.Task, out []*tensor.Tensor, rng *r
 }
 
 type simWorker struct {
+	rejoins int
 	id      scheduler.WorkerID
 	addr    scheduler.Address
 	cheat   *Cheater
@@ -245,9 +251,17 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 				// Identities are free: it comes back under a new address.
 				delete(byAddr, w.addr)
 				delete(byID, w.id)
+				if cfg.Rejoins >= 0 && w.rejoins >= cfg.Rejoins {
+					w.offline = true
+					w.leases = nil
+					continue
+				}
+				w.rejoins++
 				w.addr = newAddr()
 				rep.Rejoins++
 				rejoin = append(rejoin, w)
+			case scheduler.JobFailed:
+				rep.FailReasons = append(rep.FailReasons, string(a.Job)+": "+a.Reason)
 			}
 		}
 	}
@@ -314,6 +328,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 	st := sched.Stats()
 	rep.Replicas = st.Results
 	rep.CanaryResults = st.Canaries
+	rep.Audits = st.Audits
 	if resultsAtHalf >= 0 {
 		rep.ReplicasLast = st.Results - resultsAtHalf
 		rep.ShardsLast = total - half
