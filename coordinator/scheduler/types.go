@@ -131,7 +131,7 @@ func DefaultConfig() Config {
 		MaxReplicas:    7,
 		TrustRun:       10,
 		MinReplication: 0.02,
-		CanaryRate:     0.02,
+		CanaryRate:     0.01,
 		CanaryPool:     64,
 		TrustedWait:    2 * time.Second,
 		Audit:          true,

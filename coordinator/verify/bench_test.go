@@ -107,3 +107,77 @@ func BenchmarkCheckTiny(b *testing.B) {
 		}
 	}
 }
+
+// The shards of `neurolov bench verify`: a 512×512 matmul tile with
+// K = 256 and an mlp-infer batch of 256 through 784-512-256-10.
+var (
+	benchMatmul512K256 = shard{"matmul-512x256x512", shaders.Matmul, []int{512, 256, 512}}
+	benchMLP256        = shard{"mlp-256x784-512-256-10", shaders.MLPInfer, []int{256, 784, 512, 256, 10}}
+)
+
+// benchCheck measures Check with 8 spots: "first" with a new Verifier
+// per call (nothing cached: the first result of a shard whose inputs the
+// Verifier has not seen), "steady" with one Verifier checking the same
+// shard again and again with a new random vector each time (every input
+// quantity cached, as for a shard whose B or weights were seen before).
+func benchCheck(b *testing.B, s shard) {
+	inputs := s.inputs(b, 41, datasets[0])
+	outs := reference(b, s.kernel, inputs)
+	for _, first := range []bool{true, false} {
+		name := "steady"
+		if first {
+			name = "first"
+		}
+		b.Run(name, func(b *testing.B) {
+			var v verify.Verifier
+			rng := seeded(42)
+			b.ReportAllocs()
+			for b.Loop() {
+				if first {
+					v = verify.Verifier{}
+				}
+				if vd := v.Check(s.kernel, inputs, outs, rng, 8); !vd.OK {
+					b.Fatal(vd)
+				}
+			}
+		})
+	}
+}
+
+// benchAgree measures Agree on two replicas, "first" and "steady" as in
+// benchCheck.
+func benchAgree(b *testing.B, s shard) {
+	inputs := s.inputs(b, 41, datasets[0])
+	outs := reference(b, s.kernel, inputs)
+	other := orders[1].run(b, s.kernel, inputs) // reverse order: not bit-identical
+	for _, first := range []bool{true, false} {
+		name := "steady"
+		if first {
+			name = "first"
+		}
+		b.Run(name, func(b *testing.B) {
+			var v verify.Verifier
+			b.ReportAllocs()
+			for b.Loop() {
+				if first {
+					v = verify.Verifier{}
+				}
+				if cmp, err := v.Agree(s.kernel, inputs, outs, other); err != nil || !cmp.Agree {
+					b.Fatal(cmp, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCheckMatmul512K256 is Check on a bench-verify matmul tile.
+func BenchmarkCheckMatmul512K256(b *testing.B) { benchCheck(b, benchMatmul512K256) }
+
+// BenchmarkCheckMLP256 is Check on a bench-verify mlp-infer shard.
+func BenchmarkCheckMLP256(b *testing.B) { benchCheck(b, benchMLP256) }
+
+// BenchmarkAgreeMatmul512K256 is Agree on a bench-verify matmul tile.
+func BenchmarkAgreeMatmul512K256(b *testing.B) { benchAgree(b, benchMatmul512K256) }
+
+// BenchmarkAgreeMLP256 is Agree on a bench-verify mlp-infer shard.
+func BenchmarkAgreeMLP256(b *testing.B) { benchAgree(b, benchMLP256) }
