@@ -61,7 +61,7 @@ func TestAdversarialFleet(t *testing.T) {
 		method   string
 	}
 	kindOf := map[scheduler.Address]sim.Kind{} // for failure reports
-	var verdicts []verdict // every accepted or corrected result, judged at the end
+	var verdicts []verdict                     // every accepted or corrected result, judged at the end
 	var trace []scheduler.Action
 	observe := func(a scheduler.Action) {
 		if a.Kind == scheduler.Assign || a.Kind == scheduler.Accept || a.Kind == scheduler.Correct || a.Kind == scheduler.Pay {

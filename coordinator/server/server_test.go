@@ -6,11 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,9 +17,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/neurolov/neurolov/client"
-	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/server"
-	"github.com/neurolov/neurolov/coordinator/store"
+	"github.com/neurolov/neurolov/coordinator/server/servertest"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/shaders"
@@ -32,73 +30,35 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // coordinator is a real server on a random loopback port.
 type coordinator struct {
-	srv    *server.Server
-	http   *httptest.Server
-	key    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	*servertest.Coordinator
+	srv *server.Server
 }
 
-func (c *coordinator) wsURL() string {
-	return "ws" + strings.TrimPrefix(c.http.URL, "http") + "/v1/worker"
-}
+func (c *coordinator) wsURL() string { return c.WorkerURL() }
 
-func (c *coordinator) client() *client.Client {
-	return client.New(c.http.URL, client.WithAPIKey(c.key))
-}
+func (c *coordinator) client() *client.Client { return c.Client() }
 
 func startCoordinator(t *testing.T, mutate func(*server.Config)) *coordinator {
 	t.Helper()
-	st := store.NewMemory()
-	key, hash := store.NewAPIKey()
-	if err := st.AddAPIKey(context.Background(), "test", hash); err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.Config{
-		Planner:    planner.Options{TileRows: 8, TileCols: 8, BatchRows: 8},
-		Window:     2,
-		TickEvery:  20 * time.Millisecond,
-		Logger:     testLogger(t),
-		SpotChecks: 2,
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv := server.New(cfg, st)
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &coordinator{srv: srv, key: key, cancel: cancel, done: make(chan struct{})}
-	go func() { _ = srv.Run(ctx); close(c.done) }()
-	c.http = httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		cancel()
-		<-c.done
-		c.http.CloseClientConnections()
-		c.http.Close()
-		_ = st.Close()
-	})
-	return c
+	c := servertest.Start(t, mutate)
+	return &coordinator{Coordinator: c, srv: c.Server}
 }
 
 // startWorkers runs n CPU workers until the test ends.
 func startWorkers(t *testing.T, c *coordinator, n int, tamper worker.Tamper) []*worker.Worker {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	var ws []*worker.Worker
 	for range n {
-		key, err := identity.NewKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := worker.New(worker.Config{
-			URL: c.wsURL(), Signer: identity.NewKeySigner(key), Backend: worker.CPU{}, GFLOPS: 1,
-			Tamper: tamper, Logger: testLogger(t), MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-		})
-		ws = append(ws, w)
-		wg.Go(func() { _ = w.Run(ctx) })
+		ws = append(ws, servertest.StartWorker(t, c.Coordinator, worker.CPU{}, tamper))
 	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
 	return ws
+}
+
+func testLogger(t *testing.T) *slog.Logger { return servertest.Logger(t) }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	servertest.WaitFor(t, what, cond)
 }
 
 func randomTensor(rng *rand.Rand, shape ...int) *tensor.Tensor {
@@ -107,17 +67,6 @@ func randomTensor(rng *rand.Rand, shape ...int) *tensor.Tensor {
 		t.Data[i] = float32(rng.NormFloat64())
 	}
 	return t
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestEndToEndMatmulOverWebSockets(t *testing.T) {
@@ -163,7 +112,7 @@ func TestEndToEndMatmulOverWebSockets(t *testing.T) {
 	if err != nil || len(ledger) == 0 {
 		t.Fatalf("ledger: %v %v", ledger, err)
 	}
-	resp, err := http.Get(c.http.URL + "/metrics")
+	resp, err := http.Get(c.HTTP.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,14 +162,14 @@ func TestAPIErrors(t *testing.T) {
 		{"submit with a wrong key", "POST", "/v1/jobs?kernel=matmul", "nlv_wrong", nil, 401, "invalid API key"},
 		{"unknown job", "GET", "/v1/jobs/j-nope", "", nil, 404, `job \"j-nope\" not found`},
 		{"unknown job result", "GET", "/v1/jobs/j-nope/result", "", nil, 404, "not found"},
-		{"cancel unknown job", "DELETE", "/v1/jobs/j-nope", c.key, nil, 404, "not found"},
-		{"bad kernel", "POST", "/v1/jobs?kernel=conv9", c.key, safetensorsBody(t), 400, "unknown kernel"},
-		{"garbage body", "POST", "/v1/jobs?kernel=matmul", c.key, []byte("\x05\x00\x00\x00\x00\x00\x00\x00{bad}"), 400, "safetensors"},
-		{"bad replication", "POST", "/v1/jobs?kernel=matmul&replication=x", c.key, nil, 400, "replication"},
+		{"cancel unknown job", "DELETE", "/v1/jobs/j-nope", c.Key, nil, 404, "not found"},
+		{"bad kernel", "POST", "/v1/jobs?kernel=conv9", c.Key, safetensorsBody(t), 400, "unknown kernel"},
+		{"garbage body", "POST", "/v1/jobs?kernel=matmul", c.Key, []byte("\x05\x00\x00\x00\x00\x00\x00\x00{bad}"), 400, "safetensors"},
+		{"bad replication", "POST", "/v1/jobs?kernel=matmul&replication=x", c.Key, nil, 400, "replication"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tc.method, c.http.URL+tc.path, bytes.NewReader(tc.body))
+			req, _ := http.NewRequest(tc.method, c.HTTP.URL+tc.path, bytes.NewReader(tc.body))
 			if tc.key != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.key)
 			}

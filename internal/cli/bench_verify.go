@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/neurolov/neurolov/coordinator/server"
+	"github.com/neurolov/neurolov/internal/backends"
 	"github.com/neurolov/neurolov/internal/rusage"
 	"github.com/neurolov/neurolov/internal/sim"
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/shaders/blas"
+	"github.com/neurolov/neurolov/shaders/gpu"
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -76,7 +78,7 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) err
 // fastestCPU returns the fastest CPU kernel path in this build: OpenBLAS
 // when cgo is on, else the pure-Go kernels.
 func fastestCPU() (func(string, []*tensor.Tensor) ([]*tensor.Tensor, error), string) {
-	b, _ := pickBackend("auto")
+	b, _ := backends.Open("auto", gpu.Options{})
 	return func(kernel string, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 		return b.Run(context.Background(), kernel, in)
 	}, b.Device()

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/internal/backends"
+	"github.com/neurolov/neurolov/shaders/gpu"
 	"github.com/neurolov/neurolov/worker"
 )
 
@@ -16,7 +18,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	url := fs.String("coordinator", "ws://127.0.0.1:8080/v1/worker", "coordinator worker endpoint")
 	keyFile := fs.String("key-file", filepath.Join(defaultDataDir(), "worker.key"), "worker identity key (created if missing); its address is paid")
-	backendName := fs.String("backend", "auto", "compute backend: auto, cpu (pure Go), blas (OpenBLAS)")
+	backendName := fs.String("backend", "auto", "compute backend: auto (OpenBLAS or pure Go), cpu (pure Go), blas (OpenBLAS), gpu (WebGPU via wgpu-native)")
+	software := fs.Bool("software-gpu", false, "with -backend gpu: prefer a software adapter (lavapipe) even when a real GPU exists")
+	adapter := fs.String("adapter", "", "with -backend gpu: use the adapter whose name contains this")
 	parallel := fs.Int("parallel", 1, "shards computed at once")
 	logLevel := fs.String("log", "info", "log level")
 	if err := fs.Parse(args); err != nil {
@@ -26,9 +30,16 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	backend, err := pickBackend(*backendName)
+	opts := gpu.Options{Adapter: *adapter}
+	if *software {
+		opts.Software = gpu.SoftwarePrefer
+	}
+	backend, err := backends.Open(*backendName, opts)
 	if err != nil {
 		return err
+	}
+	if c, ok := backend.(io.Closer); ok {
+		defer c.Close()
 	}
 	gflops, err := worker.Measure(ctx, backend)
 	if err != nil {
