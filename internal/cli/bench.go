@@ -8,15 +8,17 @@ import (
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: neurolov bench dispatch | verify", ErrUsage)
+		return fmt.Errorf("%w: neurolov bench dispatch | verify | kernels", ErrUsage)
 	}
 	switch args[0] {
 	case "dispatch":
 		return benchDispatch(ctx, args[1:], stdout, stderr)
 	case "dispatch-fleet":
 		return dispatchFleet(ctx, args[1:], stdout, stderr)
+	case "kernels":
+		return benchKernels(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return benchVerify(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (dispatch, verify)", ErrUsage, args[0])
+	return fmt.Errorf("%w: unknown benchmark %q (dispatch, verify, kernels)", ErrUsage, args[0])
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -117,7 +116,7 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	cancel()
 	<-serveErr
-	med := medianFloat(rates)
+	med := median(rates)
 	fmt.Fprintf(stdout, "dispatch: %.0f replicas/s per core\n", med)
 	return nil
 }
@@ -149,11 +148,3 @@ func dispatchFleet(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return nil
 }
 
-func medianFloat(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}

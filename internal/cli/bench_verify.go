@@ -119,11 +119,3 @@ func recomputeCost(compute func(string, []*tensor.Tensor) ([]*tensor.Tensor, err
 	return total / 2, nil
 }
 
-func median(xs []int) int {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
