@@ -165,7 +165,7 @@ func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted, strict bool) bo
 	if slices.Contains(sh.tried, wk.Address) || ((sh.reverify || sh.state == shardAccepted) && slices.Contains(sh.vouchers, wk.Address)) {
 		return false
 	}
-	if wk.MaxShardBytes > 0 && sh.task.Bytes > wk.MaxShardBytes {
+	if !fits(wk, &sh.task) {
 		return false
 	}
 	if sh.heavy && wk.Backend != BackendNativeGPU {
@@ -233,7 +233,7 @@ func (s *Scheduler) assignCanary(now time.Time, wk *worker) bool {
 		if slices.Contains(c.vouched, wk.Address) {
 			continue
 		}
-		if wk.MaxShardBytes > 0 && c.task.Bytes > wk.MaxShardBytes {
+		if !fits(wk, c.task) {
 			continue
 		}
 		task, expected := s.check.Canary(c.task, c.outputs, s.rng)
@@ -247,3 +247,14 @@ func (s *Scheduler) assignCanary(now time.Time, wk *worker) bool {
 	}
 	return false
 }
+
+// fits reports whether wk can hold t: its shard and buffer limits.
+func fits(wk *worker, t *Task) bool {
+	if wk.MaxShardBytes > 0 && t.Bytes > wk.MaxShardBytes {
+		return false
+	}
+	return wk.MaxBufferBytes <= 0 || t.MaxTensorBytes <= wk.MaxBufferBytes
+}
+
+// NativeGPUs returns how many native-gpu workers are connected.
+func (s *Scheduler) NativeGPUs() int { return s.gpus }

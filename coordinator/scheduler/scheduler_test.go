@@ -333,3 +333,39 @@ func TestScripts(t *testing.T) {
 		})
 	}
 }
+
+func TestRoutingMixedFleet(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.HeavyFLOPs = 50 })
+	h.record(h.s.WorkerJoined(h.now, Worker{ID: 1, Address: addr(1), Backend: BackendNativeGPU, Window: 8}))
+	h.record(h.s.WorkerJoined(h.now, Worker{ID: 2, Address: addr(2), Backend: BackendNativeGPU, Window: 8}))
+	h.record(h.s.WorkerJoined(h.now, Worker{ID: 3, Address: addr(3), Backend: BackendWebGPU, Window: 8, MaxBufferBytes: 16}))
+	h.record(h.s.WorkerJoined(h.now, Worker{ID: 4, Address: addr(4), Backend: BackendCPU, Window: 8}))
+	heavy := valueTask(1)
+	heavy.FLOPs = 100
+	big := valueTask(2)
+	big.MaxTensorBytes = 64 // over worker 3's buffer limit
+	light := valueTask(3)
+	acts := h.record(h.s.SubmitJob(h.now, Job{ID: "mix", Tasks: []Task{heavy, big, light, heavy, light}}))
+	for _, a := range acts {
+		if a.Kind != Assign {
+			continue
+		}
+		switch {
+		case a.Task.FLOPs > 50 && a.Worker != 1 && a.Worker != 2:
+			t.Fatalf("heavy shard %d sent to worker %d (not a data-center GPU)", a.Shard, a.Worker)
+		case a.Task.MaxTensorBytes > 16 && a.Worker == 3:
+			t.Fatalf("shard %d with a 64-byte tensor sent to a worker whose buffers hold 16", a.Shard)
+		}
+	}
+	for range 20 {
+		for w := WorkerID(1); w <= 4; w++ {
+			h.respond(w, 0)
+		}
+	}
+	if find(h.log, JobDone) == nil {
+		t.Fatal("mixed job did not finish")
+	}
+	if h.s.NativeGPUs() != 2 {
+		t.Fatalf("native GPUs = %d", h.s.NativeGPUs())
+	}
+}

@@ -42,6 +42,9 @@ type Task struct {
 	FLOPs float64
 	// Bytes is the estimated memory a worker needs: inputs plus outputs.
 	Bytes float64
+	// MaxTensorBytes is the size of the task's largest input or output: it
+	// must fit one device buffer.
+	MaxTensorBytes float64
 }
 
 // Job is what SubmitJob takes.
@@ -62,6 +65,9 @@ type Worker struct {
 	Window int
 	// MaxShardBytes is the largest shard the worker can hold (0 = no limit).
 	MaxShardBytes float64
+	// MaxBufferBytes is the largest single buffer its device allocates
+	// (0 = no limit).
+	MaxBufferBytes float64
 	// GFLOPS is the worker's measured speed.
 	GFLOPS float64
 }

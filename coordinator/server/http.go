@@ -160,7 +160,7 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	shards, err := planner.Plan(kernel, inputs, s.cfg.Planner)
+	shards, plan, err := s.planFor(r.Context(), kernel, inputs)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "planning job: %v", err)
 		return
@@ -179,7 +179,7 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply := make(chan any, 1)
-	sub := &submission{id: id, kernel: kernel, inputs: inputs, shards: shards, replication: replication}
+	sub := &submission{id: id, kernel: kernel, inputs: inputs, shards: shards, replication: replication, plan: plan}
 	if err := s.send(event{kind: evSubmit, job: sub, reply: reply}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
 		return
@@ -299,7 +299,7 @@ func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	shards, err := planner.Plan(rec.Kernel, inputs, s.cfg.Planner)
+	shards, err := planner.Plan(rec.Kernel, inputs, s.planOf(ctx, rec.ID))
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/neurolov/neurolov/coordinator/verify"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -35,6 +36,11 @@ type Config struct {
 	Scheduler *scheduler.Config
 	// Planner configures how jobs are split into shards.
 	Planner planner.Options
+	// ReplanHeavy: when a job has shards over the scheduler's HeavyFLOPs or
+	// HeavyBytes (which only native-gpu workers take) and no native-gpu
+	// worker is connected, plan it into shards under those budgets instead
+	// of letting it wait for one.
+	ReplanHeavy bool
 	// Window is the number of leases granted to each worker (default 8).
 	Window int
 	// MaxJobBytes bounds an uploaded job body (default 1 GiB).
@@ -127,6 +133,7 @@ type Server struct {
 
 type jobInfo struct {
 	kernel  string
+	plan    planner.Options // the options its shards were planned with
 	inputs  []*tensor.Tensor
 	shards  []planner.Shard
 	tensors []*tensor.Tensor // distinct tensors sent by hash, to forget when done
@@ -194,6 +201,7 @@ type submission struct {
 	inputs      []*tensor.Tensor
 	shards      []planner.Shard
 	replication int
+	plan        planner.Options
 }
 
 // Run runs the loop until ctx is cancelled; then it closes every worker
@@ -289,7 +297,8 @@ func (s *Server) join(now time.Time, c *conn) {
 		Address:       c.addr,
 		Backend:       c.caps.Backend,
 		Window:        s.cfg.Window,
-		MaxShardBytes: float64(c.caps.MaxShardBytes),
+		MaxShardBytes:  float64(c.caps.MaxShardBytes),
+		MaxBufferBytes: float64(c.caps.MaxBufferBytes),
 		GFLOPS:        c.caps.GFLOPS,
 	}))
 }
@@ -297,9 +306,9 @@ func (s *Server) join(now time.Time, c *conn) {
 func (s *Server) submit(now time.Time, sub *submission) {
 	tasks := make([]scheduler.Task, len(sub.shards))
 	for i, sh := range sub.shards {
-		tasks[i] = scheduler.Task{Kernel: sh.Kernel, Inputs: sh.Inputs, FLOPs: sh.FLOPs, Bytes: sh.Bytes}
+		tasks[i] = scheduler.Task{Kernel: sh.Kernel, Inputs: sh.Inputs, FLOPs: sh.FLOPs, Bytes: sh.Bytes, MaxTensorBytes: largestTensor(sh)}
 	}
-	s.jobs[sub.id] = &jobInfo{kernel: sub.kernel, inputs: sub.inputs, shards: sub.shards, started: now}
+	s.jobs[sub.id] = &jobInfo{kernel: sub.kernel, inputs: sub.inputs, shards: sub.shards, plan: sub.plan, started: now}
 	s.metrics.jobs.Inc()
 	s.apply(s.sched.SubmitJob(now, scheduler.Job{ID: sub.id, Tasks: tasks, Replication: sub.replication}))
 }
@@ -513,4 +522,67 @@ func (s *Server) Caught(addr scheduler.Address) bool {
 	var caught bool
 	_ = s.call(context.Background(), func() { caught = s.sched.Caught(addr) })
 	return caught
+}
+
+// largestTensor returns the bytes of a shard's largest input or output.
+func largestTensor(sh planner.Shard) float64 {
+	var m int
+	for _, t := range sh.Inputs {
+		m = max(m, t.Len())
+	}
+	if shapes, err := shaders.OutputShapes(sh.Kernel, sh.Inputs); err == nil {
+		for _, s := range shapes {
+			m = max(m, tensor.NumElements(s))
+		}
+	}
+	return 4 * float64(m)
+}
+
+// planFor returns the planner options for a new job: the configured ones,
+// or, with ReplanHeavy and no native-gpu worker connected, ones that keep
+// every shard under the heavy budgets.
+func (s *Server) planFor(ctx context.Context, kernel string, inputs []*tensor.Tensor) ([]planner.Shard, planner.Options, error) {
+	opts := s.cfg.Planner
+	shards, err := planner.Plan(kernel, inputs, opts)
+	if err != nil || !s.cfg.ReplanHeavy {
+		return shards, opts, err
+	}
+	sc := s.cfg.Scheduler
+	heavy := false
+	for _, sh := range shards {
+		if (sc.HeavyFLOPs > 0 && sh.FLOPs > sc.HeavyFLOPs) || (sc.HeavyBytes > 0 && sh.Bytes > sc.HeavyBytes) {
+			heavy = true
+			break
+		}
+	}
+	if !heavy {
+		return shards, opts, nil
+	}
+	gpus := 0
+	if err := s.call(ctx, func() { gpus = s.sched.NativeGPUs() }); err != nil {
+		return nil, opts, err
+	}
+	if gpus > 0 {
+		return shards, opts, nil
+	}
+	if sc.HeavyFLOPs > 0 {
+		opts.MaxShardFLOPs = sc.HeavyFLOPs
+	}
+	if sc.HeavyBytes > 0 {
+		opts.MaxShardBytes = sc.HeavyBytes
+	}
+	s.log.Info("no data-center GPU connected: re-planning heavy job into smaller shards", "kernel", kernel)
+	shards, err = planner.Plan(kernel, inputs, opts)
+	return shards, opts, err
+}
+
+// planOf returns the planner options job id was planned with.
+func (s *Server) planOf(ctx context.Context, id string) planner.Options {
+	opts := s.cfg.Planner
+	_ = s.call(ctx, func() {
+		if ji := s.jobs[scheduler.JobID(id)]; ji != nil {
+			opts = ji.plan
+		}
+	})
+	return opts
 }
