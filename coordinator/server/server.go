@@ -293,13 +293,13 @@ func (s *Server) join(now time.Time, c *conn) {
 	s.metrics.workers.WithLabelValues(c.caps.Backend).Inc()
 	c.enqueue(&protocol.Window{Size: uint32(s.cfg.Window)})
 	s.apply(s.sched.WorkerJoined(now, scheduler.Worker{
-		ID:            c.id,
-		Address:       c.addr,
-		Backend:       c.caps.Backend,
-		Window:        s.cfg.Window,
+		ID:             c.id,
+		Address:        c.addr,
+		Backend:        c.caps.Backend,
+		Window:         s.cfg.Window,
 		MaxShardBytes:  float64(c.caps.MaxShardBytes),
 		MaxBufferBytes: float64(c.caps.MaxBufferBytes),
-		GFLOPS:        c.caps.GFLOPS,
+		GFLOPS:         c.caps.GFLOPS,
 	}))
 }
 

@@ -147,4 +147,3 @@ func dispatchFleet(ctx context.Context, args []string, stdout, stderr io.Writer)
 	wg.Wait()
 	return nil
 }
-

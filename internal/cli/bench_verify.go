@@ -118,4 +118,3 @@ func recomputeCost(compute func(string, []*tensor.Tensor) ([]*tensor.Tensor, err
 	}
 	return total / 2, nil
 }
-
