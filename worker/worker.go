@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/neurolov/neurolov/internal/wsio"
 	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
@@ -199,9 +199,8 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	out       *wsio.Outbox
 	mu        sync.Mutex
-	out       []protocol.Message
-	notify    chan struct{}
 	cancelled map[uint64]bool
 	waiting   map[[32]byte][]slot // inputs waiting for fetched tensors
 
@@ -236,7 +235,7 @@ func (w *Worker) Session(ctx context.Context) error {
 	w.mu.Unlock()
 	s := &session{
 		w: w, ws: ws, ctx: ctx, cancel: cancel,
-		notify:    make(chan struct{}, 1),
+		out:       wsio.NewOutbox(),
 		cancelled: make(map[uint64]bool),
 		waiting:   make(map[[32]byte][]slot),
 		tasks:     make(chan *task, 1024),
@@ -272,27 +271,7 @@ func (s *session) write(msgs ...protocol.Message) error {
 }
 
 func (s *session) readFrame(buf []byte) ([]byte, error) {
-	typ, r, err := s.ws.Reader(s.ctx)
-	if err != nil {
-		return nil, err
-	}
-	if typ != websocket.MessageBinary {
-		return nil, fmt.Errorf("%w: text message from the coordinator", protocol.ErrMalformed)
-	}
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
+	return wsio.ReadFrame(s.ctx, s.ws, buf)
 }
 
 func (s *session) handshake() error {
@@ -493,45 +472,14 @@ func (s *session) compute(t *task) {
 	s.w.event(Event{Kind: "shard-done", Lease: t.lease, FLOPs: flops})
 }
 
-func (s *session) enqueue(m protocol.Message) {
-	s.mu.Lock()
-	s.out = append(s.out, m)
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}
+func (s *session) enqueue(m protocol.Message) { s.out.Enqueue(m) }
 
 // writeLoop sends queued messages, as many per frame as fit.
 func (s *session) writeLoop() {
-	var enc protocol.Encoder
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.notify:
-		}
-		s.mu.Lock()
-		msgs := s.out
-		s.out = nil
-		s.mu.Unlock()
-		for i := 0; i < len(msgs); {
-			enc.Reset()
-			for i < len(msgs) {
-				if err := enc.Append(msgs[i]); err != nil {
-					if enc.Count() == 0 {
-						s.cancel(fmt.Errorf("worker: message does not fit a frame: %w", err))
-						return
-					}
-					break
-				}
-				i++
-			}
-			if err := s.ws.Write(s.ctx, websocket.MessageBinary, enc.Bytes()); err != nil {
-				s.cancel(err)
-				return
-			}
-		}
+	err := s.out.Run(s.ctx, s.ws, func(_ protocol.Message, err error) {
+		s.cancel(fmt.Errorf("worker: message does not fit a frame: %w", err))
+	})
+	if s.ctx.Err() == nil {
+		s.cancel(err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/neurolov/neurolov/coordinator/scheduler"
+	"github.com/neurolov/neurolov/internal/wsio"
 	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/tensor"
 )
@@ -39,10 +40,7 @@ type conn struct {
 	// (loop-owned).
 	sent map[[32]byte]bool
 
-	mu      sync.Mutex
-	out     []protocol.Message
-	closed  bool
-	notify  chan struct{}
+	out     *wsio.Outbox
 	ctx     context.Context
 	cancel  context.CancelFunc
 	closeMu sync.Once
@@ -52,28 +50,14 @@ type conn struct {
 
 // enqueue queues m for the writer. m must not change after the call (the
 // writer encodes it later). Safe from any goroutine.
-func (c *conn) enqueue(m protocol.Message) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.out = append(c.out, m)
-	c.mu.Unlock()
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
-}
+func (c *conn) enqueue(m protocol.Message) { c.out.Enqueue(m) }
 
 // closeWith sends Goodbye and closes the connection with a status code and
 // reason, in the background so the caller (often the loop) never blocks on
 // the network. Safe from any goroutine; only the first call acts.
 func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeMu.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.mu.Unlock()
+		c.out.Close()
 		if len(reason) > 120 {
 			reason = reason[:120] // close reasons must fit a control frame
 		}
@@ -98,7 +82,7 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(protocol.MaxFrameSize)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, sent: make(map[[32]byte]bool), notify: make(chan struct{}, 1), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	c := &conn{srv: s, ws: ws, sent: make(map[[32]byte]bool), out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
 	defer cancel()
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
@@ -141,37 +125,11 @@ const maxHeldOutputs = 64
 // readFrame reads one binary message into buf (reused), enforcing the frame
 // limit.
 func (c *conn) readFrame(ctx context.Context, buf []byte) ([]byte, error) {
-	typ, r, err := c.ws.Reader(ctx)
-	if err != nil {
-		var ce websocket.CloseError
-		if errors.As(err, &ce) {
-			return nil, err
-		}
-		if errors.Is(err, websocket.ErrMessageTooBig) || isTooBig(err) {
-			return nil, fmt.Errorf("%w: %v", errTooBig, err)
-		}
-		return nil, err
+	frame, err := wsio.ReadFrame(ctx, c.ws, buf)
+	if err != nil && isTooBig(err) {
+		return nil, fmt.Errorf("%w: %v", errTooBig, err)
 	}
-	if typ != websocket.MessageBinary {
-		return nil, fmt.Errorf("protocol: text message; frames are binary")
-	}
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			if isTooBig(err) {
-				return nil, fmt.Errorf("%w: %v", errTooBig, err)
-			}
-			return nil, err
-		}
-	}
+	return frame, err
 }
 
 func isTooBig(err error) bool {
@@ -341,42 +299,13 @@ func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorR
 	return outs, nil
 }
 
-// writeLoop batches queued messages into frames.
+// writeLoop batches queued messages into frames until the connection ends.
 func (c *conn) writeLoop() {
-	var enc protocol.Encoder
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-c.notify:
-		}
-		c.mu.Lock()
-		msgs := c.out
-		c.out = nil
-		c.mu.Unlock()
-		for i := 0; i < len(msgs); {
-			enc.Reset()
-			for i < len(msgs) {
-				if err := enc.Append(msgs[i]); err != nil {
-					if enc.Count() == 0 {
-						c.srv.log.Error("message does not fit a frame", "type", fmt.Sprintf("%T", msgs[i]), "err", err)
-						i++
-						continue
-					}
-					break
-				}
-				i++
-			}
-			if enc.Count() == 0 {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
-			err := c.ws.Write(ctx, websocket.MessageBinary, enc.Bytes())
-			cancel()
-			if err != nil {
-				c.cancel()
-				return
-			}
-		}
+	err := c.out.Run(c.ctx, c.ws, func(m protocol.Message, err error) {
+		c.srv.log.Error("message does not fit a frame", "type", fmt.Sprintf("%T", m), "err", err)
+	})
+	if c.ctx.Err() == nil {
+		c.srv.log.Info("writing to worker", "address", c.addr, "err", err)
 	}
+	c.cancel()
 }
