@@ -15,6 +15,16 @@
 //     H_l = relu(Z_l). The logits are Z_L. Returning every Z_l lets the
 //     coordinator check each layer with Freivalds' algorithm.
 //
+// Beyond the shard kernels, the set needed for MLP and small-CNN inference
+// and training has one WGSL source each in wgsl/ (embedded; see wgsl.go),
+// a params struct laid out to WGSL's uniform rules (params.go, checked by a
+// test), a CPU reference with the same semantics (ops.go) and a float32
+// error bound derived per kernel (ops_bound.go): matmul with transpose flags
+// and a fused bias + relu/gelu epilogue, in register-blocked and
+// workgroup-tiled variants; row softmax; softmax cross-entropy and its
+// gradient; relu/gelu backward; axpby, SGD and Adam updates; row and column
+// sums; layer norm; im2col.
+//
 // This package has no GPU and no cgo code: the coordinator imports it for
 // its checks. The WebGPU executor lives in shaders/gpu and the BLAS binding
 // in shaders/blas.

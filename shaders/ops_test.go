@@ -187,7 +187,7 @@ func TestSoftmaxAndCrossEntropy(t *testing.T) {
 }
 
 func TestActBackward(t *testing.T) {
-	z := []float32{-2, -0.0, 0, 1e-6, 3, -11, 11}
+	z := []float32{-2, float32(math.Copysign(0, -1)), 0, 1e-6, 3, -11, 11}
 	dh := []float32{1, 2, 3, 4, 5, 6, 7}
 	dz := make([]float32, len(z))
 	ActBackward(dz, z, dh, ActReLU)

@@ -67,6 +67,9 @@ type Config struct {
 	// MaxShardBytes is the largest shard (inputs plus outputs) taken; 0 =
 	// no limit.
 	MaxShardBytes uint64
+	// MaxBufferBytes is the largest single tensor the device holds (a GPU's
+	// max storage binding); 0 = no limit.
+	MaxBufferBytes uint64
 	// Parallel is how many shards run at once (default 1: backends use
 	// every core themselves).
 	Parallel int
@@ -303,7 +306,7 @@ func (s *session) handshake() error {
 	}
 	caps := &protocol.Capabilities{
 		Backend: cfg.Backend.Name(), Device: cfg.Backend.Device(),
-		MaxShardBytes: cfg.MaxShardBytes, GFLOPS: cfg.GFLOPS, Threads: uint16(cfg.Parallel),
+		MaxShardBytes: cfg.MaxShardBytes, MaxBufferBytes: cfg.MaxBufferBytes, GFLOPS: cfg.GFLOPS, Threads: uint16(cfg.Parallel),
 	}
 	if err := s.write(&protocol.Auth{Signature: sig}, caps); err != nil {
 		return fmt.Errorf("%w: %v", ErrHandshake, err)

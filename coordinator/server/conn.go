@@ -102,6 +102,7 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	<-reply
 	s.log.Info("worker joined", "address", c.addr, "backend", c.caps.Backend, "device", c.caps.Device, "gflops", c.caps.GFLOPS)
 	go c.writeLoop()
+	go c.pingLoop()
 	err = c.readLoop()
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
@@ -297,6 +298,32 @@ func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorR
 		outs[i] = t
 	}
 	return outs, nil
+}
+
+// pingLoop pings the worker every PingEvery; a worker that does not answer
+// within PingTimeout (a laptop lid closed, a network gone without a FIN) is
+// dropped so its leases are re-issued at once rather than at expiry.
+func (c *conn) pingLoop() {
+	t := time.NewTicker(c.srv.cfg.PingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PingTimeout)
+		err := c.ws.Ping(ctx)
+		cancel()
+		if err != nil && c.ctx.Err() == nil {
+			// An unresponsive peer would not answer a close handshake
+			// either: drop the connection at once.
+			c.srv.log.Info("worker stopped answering pings", "address", c.addr, "err", err)
+			c.out.Close()
+			_ = c.ws.CloseNow()
+			return
+		}
+	}
 }
 
 // writeLoop batches queued messages into frames until the connection ends.

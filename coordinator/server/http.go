@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/neurolov/neurolov/client"
 	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/store"
@@ -37,39 +38,8 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// JobStatus is the JSON form of a job (see the README's API section).
-type JobStatus struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name,omitempty"`
-	Kernel      string   `json:"kernel"`
-	Status      string   `json:"status"`
-	Shards      int      `json:"shards"`
-	Verified    int      `json:"verified"`
-	Progress    float64  `json:"progress"`
-	Replication int      `json:"replication"`
-	Corrections int      `json:"corrections"`
-	Replicas    int      `json:"replicas"`
-	FLOPs       float64  `json:"flops"`
-	Error       string   `json:"error,omitempty"`
-	CreatedAt   string   `json:"created_at"`
-	FinishedAt  string   `json:"finished_at,omitempty"`
-	ETASeconds  *float64 `json:"eta_seconds,omitempty"`
-}
-
-// WorkerStatus is the JSON form of a connected worker.
-type WorkerStatus struct {
-	Address     string  `json:"address"`
-	Backend     string  `json:"backend"`
-	Device      string  `json:"device"`
-	GFLOPS      float64 `json:"gflops"`
-	Window      int     `json:"window"`
-	Leases      int     `json:"leases"`
-	Trusted     bool    `json:"trusted"`
-	Run         int     `json:"run"`
-	Verified    int     `json:"verified"`
-	Rejected    int     `json:"rejected"`
-	ConnectedAt string  `json:"connected_at"`
-}
+// The JSON of the API is the SDK's: client.JobStatus, client.WorkerStatus
+// and client.LedgerEntry are its one definition.
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -194,22 +164,22 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, s.jobStatus(rec))
 }
 
-func (s *Server) jobStatus(rec store.JobRecord) JobStatus {
-	js := JobStatus{
-		ID: rec.ID, Name: rec.Name, Kernel: rec.Kernel, Status: string(rec.Status), Shards: rec.Shards,
+func (s *Server) jobStatus(rec store.JobRecord) client.JobStatus {
+	js := client.JobStatus{
+		ID: rec.ID, Name: rec.Name, Kernel: rec.Kernel, Status: client.State(rec.Status), Shards: rec.Shards,
 		Verified: rec.Verified, Replication: rec.Replication, Corrections: rec.Corrections,
-		Replicas: rec.Replicas, FLOPs: rec.FLOPs, Error: rec.Error, CreatedAt: rec.Created.UTC().Format(time.RFC3339Nano),
+		Replicas: rec.Replicas, FLOPs: rec.FLOPs, Error: rec.Error, CreatedAt: rec.Created.UTC(), FinishedAt: rec.Finished.UTC(),
+	}
+	if rec.Finished.IsZero() {
+		js.FinishedAt = time.Time{}
 	}
 	if rec.Shards > 0 {
 		js.Progress = float64(rec.Verified) / float64(rec.Shards)
 	}
-	if !rec.Finished.IsZero() {
-		js.FinishedAt = rec.Finished.UTC().Format(time.RFC3339Nano)
-	} else if js.Progress > 0 {
+	if rec.Finished.IsZero() && js.Progress > 0 {
 		elapsed := s.cfg.Now().Sub(rec.Created).Seconds()
-		eta := elapsed / js.Progress * (1 - js.Progress)
-		if !math.IsInf(eta, 0) && !math.IsNaN(eta) {
-			js.ETASeconds = &eta
+		if eta := elapsed / js.Progress * (1 - js.Progress); !math.IsInf(eta, 0) && !math.IsNaN(eta) {
+			js.ETASeconds = eta
 		}
 	}
 	return js
@@ -234,7 +204,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
-	out := make([]JobStatus, len(recs))
+	out := make([]client.JobStatus, len(recs))
 	for i, rec := range recs {
 		out[i] = s.jobStatus(rec)
 	}
@@ -319,16 +289,16 @@ func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (map[string]
 }
 
 func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
-	var out []WorkerStatus
+	var out []client.WorkerStatus
 	err := s.call(r.Context(), func() {
-		out = make([]WorkerStatus, 0, len(s.conns))
+		out = make([]client.WorkerStatus, 0, len(s.conns))
 		for _, c := range s.conns {
 			trusted, run := s.sched.Trusted(c.addr)
 			st := s.stats(c.addr)
-			out = append(out, WorkerStatus{
+			out = append(out, client.WorkerStatus{
 				Address: c.addr.String(), Backend: c.caps.Backend, Device: c.caps.Device, GFLOPS: c.caps.GFLOPS,
 				Window: s.cfg.Window, Leases: s.sched.LeasesOf(c.id), Trusted: trusted, Run: run,
-				Verified: st.verified, Rejected: st.rejected, ConnectedAt: c.joined.UTC().Format(time.RFC3339),
+				Verified: st.verified, Rejected: st.rejected, ConnectedAt: c.joined.UTC(),
 			})
 		}
 	})
@@ -339,24 +309,15 @@ func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"workers": out})
 }
 
-// LedgerEntry is the JSON form of one address's verified work.
-type LedgerEntry struct {
-	Address        string  `json:"address"`
-	FLOPs          float64 `json:"flops"`
-	Shards         int64   `json:"shards"`
-	UnsettledFLOPs float64 `json:"unsettled_flops"`
-	ForfeitedFLOPs float64 `json:"forfeited_flops"`
-}
-
 func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	entries, err := s.store.Ledger(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
-	out := make([]LedgerEntry, len(entries))
+	out := make([]client.LedgerEntry, len(entries))
 	for i, e := range entries {
-		out[i] = LedgerEntry{Address: scheduler.Address(e.Address).String(), FLOPs: e.FLOPs, Shards: e.Shards, UnsettledFLOPs: e.UnsettledFLOPs, ForfeitedFLOPs: e.ForfeitedFLOPs}
+		out[i] = client.LedgerEntry{Address: scheduler.Address(e.Address).String(), FLOPs: e.FLOPs, Shards: int(e.Shards), UnsettledFLOPs: e.UnsettledFLOPs, ForfeitedFLOPs: e.ForfeitedFLOPs}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
 }

@@ -56,6 +56,10 @@ type Config struct {
 	TickEvery time.Duration
 	// HandshakeTimeout bounds the worker handshake (default 10 s).
 	HandshakeTimeout time.Duration
+	// PingEvery and PingTimeout: each worker is pinged every PingEvery
+	// (default 15 s) and dropped when it does not answer within PingTimeout
+	// (default 10 s).
+	PingEvery, PingTimeout time.Duration
 	// Rand returns the scheduler's random source (default
 	// verify.NewSecretRand: ChaCha8 seeded from crypto/rand).
 	Rand func() *mrand.Rand
@@ -92,6 +96,12 @@ func (c *Config) defaults() {
 	}
 	if c.TickEvery <= 0 {
 		c.TickEvery = 250 * time.Millisecond
+	}
+	if c.PingEvery <= 0 {
+		c.PingEvery = 15 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 10 * time.Second
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second

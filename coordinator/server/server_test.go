@@ -444,3 +444,19 @@ func TestCheaterIsCaughtAndBanned(t *testing.T) {
 		}
 	}
 }
+
+func TestSilentWorkerIsDroppedByPing(t *testing.T) {
+	c := startCoordinator(t, func(cfg *server.Config) {
+		cfg.PingEvery = 50 * time.Millisecond
+		cfg.PingTimeout = 100 * time.Millisecond
+	})
+	raw := dialRaw(t, c) // takes a lease, then never reads again: no pongs
+	job := submitSmall(t, c, 1)
+	raw.assigns(1)
+	startWorkers(t, c, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // far below the 30 s lease
+	defer cancel()
+	if _, err := c.client().Wait(ctx, job.ID, 10*time.Millisecond, nil); err != nil {
+		t.Fatalf("job with a silent worker: %v", err)
+	}
+}

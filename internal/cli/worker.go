@@ -45,11 +45,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("measuring backend %s: %w", backend.Name(), err)
 	}
+	var maxBuffer uint64
+	if g, ok := backend.(*backends.GPU); ok {
+		maxBuffer = g.Info().MaxStorageBinding
+	}
 	signer := identity.NewKeySigner(key)
 	fmt.Fprintf(stdout, "worker %s: backend %s (%s), %.1f GFLOP/s measured; connecting to %s\n",
 		identity.FormatAddress(signer.Address()), backend.Name(), backend.Device(), gflops, *url)
 	w := worker.New(worker.Config{
-		URL: *url, Signer: signer, Backend: backend, GFLOPS: gflops, Parallel: *parallel,
+		URL: *url, Signer: signer, Backend: backend, GFLOPS: gflops, Parallel: *parallel, MaxBufferBytes: maxBuffer,
 		Logger: newLogger(stderr, *logLevel),
 	})
 	return w.Run(ctx)

@@ -75,13 +75,7 @@ func (t *Tensor) Len() int { return t.n }
 
 func (t *Tensor) bytes() uint64 { return uint64(t.n) * 4 }
 
-// rows and cols view the tensor as a matrix (a vector is one row).
-func (t *Tensor) rows() int {
-	if len(t.shape) == 1 {
-		return 1
-	}
-	return t.shape[0]
-}
+// cols views the tensor as a matrix (a vector is one row).
 
 func (t *Tensor) cols() int { return t.shape[len(t.shape)-1] }
 

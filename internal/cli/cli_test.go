@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/neurolov/neurolov/coordinator/server/servertest"
+	"github.com/neurolov/neurolov/tensor"
+	"github.com/neurolov/neurolov/worker"
+)
+
+// TestDemo runs what `make demo` runs: it must catch the cheater, verify
+// every shard and exit cleanly.
+func TestDemo(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"demo"}, &out, &errOut); err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"CAUGHT worker-4", "matches the CPU reference", "demo ok"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestSubmitAgainstARealCoordinator drives `neurolov submit` against a real
+// coordinator with real workers and checks the downloaded result.
+func TestSubmitAgainstARealCoordinator(t *testing.T) {
+	c := servertest.Start(t, nil)
+	servertest.StartWorker(t, c, worker.CPU{}, nil)
+	servertest.StartWorker(t, c, worker.CPU{}, nil)
+	dir := t.TempDir()
+	keyFile, outFile := filepath.Join(dir, "key"), filepath.Join(dir, "result.safetensors")
+	if err := os.WriteFile(keyFile, []byte(c.Key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	args := []string{"submit", "-coordinator", c.HTTP.URL, "-key-file", keyFile, "-kernel", "matmul",
+		"-random", "20,7,19", "-out", outFile, "-poll", "10ms", "-quiet"}
+	if err := Run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("submit: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "done") {
+		t.Fatalf("summary: %q", out.String())
+	}
+	f, err := os.Open(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, _, err := tensor.ReadSafetensors(f, 1<<20)
+	if err != nil || res["C"] == nil || !res["C"].Is2D(20, 19) {
+		t.Fatalf("result file: %v %v", res, err)
+	}
+}
+
+func TestUnknownSubcommandIsAUsageError(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"frobnicate"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "unknown subcommand") {
+		t.Fatalf("err = %v", err)
+	}
+}
