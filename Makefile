@@ -5,7 +5,7 @@ GO ?= go
 export XDG_RUNTIME_DIR ?= /tmp/neurolov-xdg
 BIN := bin/neurolov
 
-.PHONY: all deps build demo test test-short bench generate lint fuzz clean
+.PHONY: all deps wasm build demo test bench generate lint fuzz clean
 
 all: build
 
@@ -13,13 +13,18 @@ deps:
 	@bash scripts/deps.sh
 	@mkdir -p $(XDG_RUNTIME_DIR)
 
-build: deps
+# The browser client's assets (Go wasm, the WASM SIMD kernel, wasm_exec.js)
+# go to web/static/dist, which the coordinator embeds; prints their sizes.
+wasm: deps
+	bash scripts/build-wasm.sh
+
+build: wasm
 	$(GO) build -o $(BIN) ./cmd/neurolov
 
 demo: build
 	./$(BIN) demo
 
-test: deps
+test: wasm
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -count=1 -timeout 20m ./...
@@ -34,7 +39,7 @@ generate:
 	$(GO) generate ./...
 
 # Packages that build for the browser (GOOS=js).
-JS_PKGS := ./protocol/... ./tensor/... ./worker/... ./identity/... ./shaders/gpu/... ./internal/wsio/...
+JS_PKGS := ./protocol/... ./tensor/... ./worker/... ./identity/... ./shaders/gpu/... ./internal/wsio/... ./wasm/...
 
 lint: deps
 	$(GO) vet ./...

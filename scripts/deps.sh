@@ -7,6 +7,9 @@ packages=(
   gcc libc6-dev            # cgo: OpenBLAS and wgpu-native bindings
   libopenblas-dev          # BLAS backend of native CPU workers
   libvulkan1 mesa-vulkan-drivers  # WebGPU natively: Mesa's lavapipe when no GPU
+  chromium                 # e2e tests and bench browser: headless Chromium (WebGPU via SwiftShader)
+  clang lld                # the browser client's WASM SIMD kernel (wasm/simd/gemm.c → gemm.wasm)
+  nodejs                   # runs gemm.wasm and the GOOS=js tests of wasm/simdgemm
 )
 if [[ "${NEUROLOV_DEPS_EXTRA:-}" != "" ]]; then
   # shellcheck disable=SC2206

@@ -49,8 +49,11 @@ fn activate(x: f32, act: u32) -> f32 {
 }
 
 // neg_inf is −∞ (for max reductions and the "no ReLU" floor).
+// Chromium's compiler rejects a constant bitcast to an infinity ("value
+// -inf cannot be represented as 'f32'"), so the bits go through a let.
 fn neg_inf() -> f32 {
-  return bitcast<f32>(0xff800000u);
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
 }
 
 // elem_index is the element an invocation of an elementwise kernel handles;
