@@ -5,7 +5,7 @@ GO ?= go
 export XDG_RUNTIME_DIR ?= /tmp/neurolov-xdg
 BIN := bin/neurolov
 
-.PHONY: all deps wasm build demo test bench generate lint fuzz clean
+.PHONY: all deps wasm build demo test bench generate check-generated lint fuzz clean
 
 all: build
 
@@ -24,7 +24,12 @@ build: wasm
 demo: build
 	./$(BIN) demo
 
-test: wasm
+# npm packages the browser tests inject (axe-core), pinned in e2e/package-lock.json.
+e2e/node_modules: e2e/package-lock.json
+	cd e2e && npm ci --no-audit --no-fund
+	@touch e2e/node_modules
+
+test: wasm e2e/node_modules
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -count=1 -timeout 20m ./...
@@ -34,9 +39,14 @@ bench: build
 	./$(BIN) bench dispatch
 	./$(BIN) bench verify
 	./$(BIN) bench kernels
+	./$(BIN) bench browser
 
 generate:
 	$(GO) generate ./...
+
+# Generated code (templ views) must be committed as generated.
+check-generated: generate
+	git diff --exit-code -- '*_templ.go'
 
 # Packages that build for the browser (GOOS=js).
 JS_PKGS := ./protocol/... ./tensor/... ./worker/... ./identity/... ./shaders/gpu/... ./internal/wsio/... ./wasm/...

@@ -35,6 +35,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ledger", s.getLedger)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if s.cfg.Pages != nil {
+		mux.Handle("GET /{$}", s.cfg.Pages)
+		mux.Handle("GET /static/", s.cfg.Pages)
+	}
 	return mux
 }
 

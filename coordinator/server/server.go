@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
@@ -67,6 +68,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
+	// Pages, when set, serves the web pages (the volunteer page at "/" and
+	// its files under "/static/"; see package web). The coordinator does
+	// not import the pages: the main wires them in.
+	Pages http.Handler
 	// Observe, when set, sees every scheduler action the loop carries out
 	// (the demo prints them; the dashboard streams them). It runs on the
 	// loop goroutine: it must return quickly and must not keep the action's

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/neurolov/neurolov/e2e/browserbench"
+
 	"context"
 	"fmt"
 	"io"
@@ -8,17 +10,19 @@ import (
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: neurolov bench dispatch | verify | kernels", ErrUsage)
+		return fmt.Errorf("%w: neurolov bench dispatch | verify | kernels | browser", ErrUsage)
 	}
 	switch args[0] {
 	case "dispatch":
 		return benchDispatch(ctx, args[1:], stdout, stderr)
 	case "dispatch-fleet":
 		return dispatchFleet(ctx, args[1:], stdout, stderr)
+	case "browser":
+		return browserbench.Run(ctx, stdout)
 	case "kernels":
 		return benchKernels(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return benchVerify(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (dispatch, verify, kernels)", ErrUsage, args[0])
+	return fmt.Errorf("%w: unknown benchmark %q (dispatch, verify, kernels, browser)", ErrUsage, args[0])
 }

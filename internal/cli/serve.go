@@ -15,6 +15,7 @@ import (
 
 	"github.com/neurolov/neurolov/coordinator/server"
 	"github.com/neurolov/neurolov/coordinator/store"
+	"github.com/neurolov/neurolov/web"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,8 +52,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *domain == "" {
 		*domain = ln.Addr().String()
 	}
-	srv := server.New(server.Config{Domain: *domain, Window: *window, Logger: log}, st)
-	fmt.Fprintf(stdout, "coordinator on http://%s (workers: ws://%s/v1/worker); the memory store starts empty on every restart\n", ln.Addr(), ln.Addr())
+	srv := server.New(server.Config{Domain: *domain, Window: *window, Logger: log, Pages: web.Handler()}, st)
+	fmt.Fprintf(stdout, "coordinator on http://%s (volunteer page: http://%s/, workers: ws://%s/v1/worker); the memory store starts empty on every restart\n", ln.Addr(), ln.Addr(), ln.Addr())
 	return serveUntilDone(ctx, srv, ln)
 }
 
