@@ -492,11 +492,27 @@ func (s *Scheduler) resolve(sh *shard) {
 		return
 	}
 	if n >= s.cfg.MaxReplicas {
-		s.failJob(sh.job, fmt.Sprintf("shard %d: %d replicas never reached a majority", sh.index, n))
+		// A stalemate (equal groups of conflicting answers): start the
+		// shard's vote again with fresh workers, trusted ones whenever any
+		// is connected, counting it as a failed attempt.
+		sh.attempts++
+		sh.lastError = fmt.Sprintf("%d replicas never reached a majority", n)
+		if sh.attempts >= s.cfg.MaxAttempts {
+			s.failJob(sh.job, fmt.Sprintf("shard %d: %s, %d times", sh.index, sh.lastError, sh.attempts))
+			return
+		}
+		sh.results = sh.results[:0]
+		sh.want = 2
+		s.needStrict(sh)
+		s.needStrict(sh)
 		return
 	}
 	sh.want = n + 1
-	s.need(&s.urgent, sh, true)
+	if n >= 3 {
+		s.needStrict(sh) // a second tie-breaker: only a trusted worker, if any
+	} else {
+		s.need(&s.urgent, sh, true)
+	}
 }
 
 // TrustedWeight is the weight of a trusted address's vote in a dispute.

@@ -241,7 +241,7 @@ func TestScripts(t *testing.T) {
 		},
 		{
 			name:   "replicas that never agree fail the job",
-			config: func(c *Config) { c.MaxReplicas = 3 },
+			config: func(c *Config) { c.MaxReplicas = 3; c.MaxAttempts = 1 },
 			script: func(h *harness) {
 				h.join(1, 1, 1)
 				h.join(2, 2, 1)

@@ -41,6 +41,8 @@ type Comparison struct {
 func (v *Verifier) Agree(kernel string, inputs, a, b []*tensor.Tensor) (Comparison, error) {
 	cmp := Comparison{Agree: true, Output: -1, Row: -1, Col: -1}
 	var err error
+	clear(v.la) // hold no tensors of an earlier shard
+	clear(v.lb)
 	if v.la, err = appendLayers(v.la[:0], kernel, inputs, a); err != nil {
 		return wrongForm(cmp, "result a", err)
 	}
@@ -67,58 +69,57 @@ func wrongForm(cmp Comparison, which string, err error) (Comparison, error) {
 }
 
 // agreeLayer compares layer la of replica a with lb of replica b. On the
-// first layer it computes the left operand's row norms itself (both
-// replicas share it); on later layers it uses the ones the layer before
-// left in v.ha, v.hb and v.dh. When next is set it leaves there the row
-// norms of relu of this layer's outputs, for the next layer. It fails
-// only when the inputs hold NaN or ±Inf.
+// first layer it takes the left operand's row norms from the input cache
+// (both replicas share it); on later layers it uses the ones the layer
+// before left in v.ha, v.hb and v.dh. When next is set it leaves there
+// the row norms of relu of this layer's outputs, for the next layer. It
+// fails only when the inputs hold NaN or ±Inf.
 func (v *Verifier) agreeLayer(cmp *Comparison, la, lb *layer, first, next bool) error {
 	m, k, n := la.m, la.k, la.n
 	pt := newPairTerms(k, la.terms(), n)
-	w := grow(&v.w, n)
-	clear(w)
-	for kk := range k {
-		for j, x := range la.b[kk*n : (kk+1)*n] {
-			f := float64(x)
-			w[j] += f * f
-		}
+	w, finite := v.inputs.colNorms(la.bIn, k, n)
+	if !finite {
+		return inputsError(la.out)
 	}
 	colConst := grow(&v.colConst, n)
 	for j := range w {
-		w[j] = math.Sqrt(w[j])
 		colConst[j] = pt.col(w[j], la.biasAt(j))
-	}
-	ha, hb, dh := grow(&v.ha, m), grow(&v.hb, m), grow(&v.dh, m)
-	if first {
-		for i := range m {
-			// The first layer's left operand is an input: never relu.
-			ha[i] = math.Sqrt(sumSquares(la.a[i*k : (i+1)*k]))
-			hb[i], dh[i] = ha[i], 0
-		}
-		if !allFinite(ha) {
-			return inputsError(la.out)
-		}
 	}
 	if !allFinite(colConst) {
 		return inputsError(la.out)
+	}
+	ha, hb, dh := grow(&v.ha, m), grow(&v.hb, m), grow(&v.dh, m)
+	if first {
+		// The first layer's left operand is an input: never relu.
+		h, finite := v.inputs.rowNorms(la.aIn, m, k)
+		if !finite {
+			return inputsError(la.out)
+		}
+		copy(ha, h)
+		copy(hb, h)
+		clear(dh)
 	}
 	worst := cmp.MaxRatio
 	for i := range m {
 		rowConst, rowFactor := pt.row(ha[i], hb[i], dh[i])
 		ra, rb := la.c[i*n:(i+1)*n], lb.c[i*n:(i+1)*n]
-		rb = rb[:len(ra)]
-		w, colConst := w[:len(ra)], colConst[:len(ra)]
-		for j, xa := range ra {
-			tol := rowConst + colConst[j] + rowFactor*w[j]
-			// Below worst·tol (worst < 1 while the replicas agree) is
-			// the common case; the rest, NaN included, is noted.
-			if d := math.Abs(float64(xa) - float64(rb[j])); !(d <= worst*tol) {
-				worst = cmp.note(la.out, i, j, xa, rb[j], d, tol, worst)
-			}
-		}
+		// Below worst·tol (worst < 1 while the replicas agree) is the
+		// common case, which agreeRow skips; the rest, NaN included, is
+		// noted. The norms for the next layer come in the same pass.
+		var j int
 		if next {
-			sa, sb, sd := reluNorms(ra, rb)
+			var sa, sb, sd float64
+			j, sa, sb, sd = agreeRowNorms(ra, rb, colConst, w, rowConst, rowFactor, worst)
 			ha[i], hb[i], dh[i] = math.Sqrt(sa), math.Sqrt(sb), math.Sqrt(sd)
+		} else {
+			j = agreeRow(ra, rb, colConst, w, rowConst, rowFactor, worst)
+		}
+		for j < n {
+			tol := agreeTol(rowConst, colConst[j], rowFactor, w[j])
+			d := math.Abs(float64(ra[j]) - float64(rb[j]))
+			worst = cmp.note(la.out, i, j, ra[j], rb[j], d, tol, worst)
+			j++
+			j += agreeRow(ra[j:], rb[j:], colConst[j:], w[j:], rowConst, rowFactor, worst)
 		}
 	}
 	cmp.MaxRatio = worst
@@ -154,47 +155,4 @@ func (cmp *Comparison) note(out, i, j int, a, b float32, d, tol, worst float64) 
 		return math.Inf(1)
 	}
 	return max(worst, r)
-}
-
-// sumSquares returns Σ x_j².
-func sumSquares(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	j := 0
-	for ; j+4 <= len(x); j += 4 {
-		x4 := x[j : j+4 : j+4]
-		f0, f1, f2, f3 := float64(x4[0]), float64(x4[1]), float64(x4[2]), float64(x4[3])
-		s0 += f0 * f0
-		s1 += f1 * f1
-		s2 += f2 * f2
-		s3 += f3 * f3
-	}
-	for ; j < len(x); j++ {
-		f := float64(x[j])
-		s0 += f * f
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// reluNorms returns Σ relu(a_j)², Σ relu(b_j)² and Σ (relu(a_j) −
-// relu(b_j))².
-func reluNorms(a, b []float32) (sa, sb, sd float64) {
-	b = b[:len(a)]
-	var sa1, sb1, sd1 float64
-	j := 0
-	for ; j+2 <= len(a); j += 2 {
-		a0, a1, b0, b1 := relu(a[j]), relu(a[j+1]), relu(b[j]), relu(b[j+1])
-		sa += a0 * a0
-		sa1 += a1 * a1
-		sb += b0 * b0
-		sb1 += b1 * b1
-		sd += (a0 - b0) * (a0 - b0)
-		sd1 += (a1 - b1) * (a1 - b1)
-	}
-	if j < len(a) {
-		a0, b0 := relu(a[j]), relu(b[j])
-		sa += a0 * a0
-		sb += b0 * b0
-		sd += (a0 - b0) * (a0 - b0)
-	}
-	return sa + sa1, sb + sb1, sd + sd1
 }

@@ -116,31 +116,29 @@ func ElementTolerance(kernel string, inputs, outputs []*tensor.Tensor, out, i, j
 	if err != nil {
 		return 0, err
 	}
-	// The same sums, in the same order, as Agree's.
+	// The same sums, in the same order and rounded the same way, as
+	// Agree's.
 	row := l.a[i*l.k : (i+1)*l.k]
-	h := sumSquares(row)
+	var h float64
 	if l.relu {
-		h, _, _ = reluNorms(row, row)
+		sa, _, _ := reluNorms(row, row)
+		h = math.Sqrt(sa)
+	} else {
+		h = rowNorm(row)
 	}
-	h = math.Sqrt(h)
-	var w float64
-	for kk := range l.k {
-		x := float64(l.b[kk*l.n+j])
-		w += x * x
-	}
-	w = math.Sqrt(w)
+	w := colNorm(l.b, l.k, l.n, j)
 	pt := newPairTerms(l.k, l.terms(), l.n)
 	rowConst, rowFactor := pt.row(h, h, 0)
-	return rowConst + pt.col(w, l.biasAt(j)) + rowFactor*w, nil
+	return agreeTol(rowConst, pt.col(w, l.biasAt(j)), rowFactor, w), nil
 }
 
 // FreivaldsFloor returns, for row i of output out, the size above which a
 // single perturbed element of that row — or any error pattern in the row
 // whose entries share one sign and whose magnitudes add up to more — is
 // always caught by Freivalds, whatever the random vector: 2·(1+1/Safety)
-// times the row's threshold with every r_j at its maximum 1 (each r_j is
-// at least 1/2, and an honest error uses at most 1/Safety of the
-// threshold). Smaller patterns, and any pattern whose signs vary along the
+// times the row's threshold, the bound for every r_j at its maximum 1
+// that Freivalds uses whatever r it draws (each r_j is at least 1/2, and
+// an honest error uses at most 1/Safety of the threshold). Smaller patterns, and any pattern whose signs vary along the
 // row, may pass (see the package documentation). It costs O(K·n).
 func FreivaldsFloor(kernel string, inputs, outputs []*tensor.Tensor, out, i int) (float64, error) {
 	l, err := layerAt(kernel, inputs, outputs, out, i, 0)

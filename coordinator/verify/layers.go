@@ -20,6 +20,11 @@ type layer struct {
 	c       []float32 // m×n: the result under test
 	m, k, n int
 	out     int // index of c among the outputs
+
+	// The input tensors holding a (nil when a is the worker's output of
+	// the layer before) and b, by which the Verifier caches what it
+	// computes from them.
+	aIn, bIn *tensor.Tensor
 }
 
 // terms is the length K' of each dot product: K, plus one for the bias.
@@ -54,28 +59,47 @@ type exactElem struct {
 	sumB float64 // Σ_k |b_kj|
 }
 
-// exact recomputes element (i, j) in float64: O(K).
+// exact recomputes element (i, j) in float64: O(K). It walks down
+// column j of B, a strided read, and keeps two sets of sums, over even
+// and odd k, so that the loads and additions overlap.
 func (l *layer) exact(i, j int) exactElem {
-	var e exactElem
 	row := l.a[i*l.k : (i+1)*l.k]
-	for kk, x := range row {
-		a := l.input(x)
-		b := float64(l.b[kk*l.n+j])
-		e.val += a * b
-		e.abs += math.Abs(a * b)
-		e.sumA += math.Abs(a)
-		e.sumB += math.Abs(b)
+	var v0, v1, s0, s1, a0, a1, b0, b1 float64
+	kk := 0
+	for ; kk+2 <= len(row); kk += 2 {
+		x0, x1 := l.input(row[kk]), l.input(row[kk+1])
+		y0, y1 := float64(l.b[kk*l.n+j]), float64(l.b[(kk+1)*l.n+j])
+		ax0, ax1, ay0, ay1 := math.Abs(x0), math.Abs(x1), math.Abs(y0), math.Abs(y1)
+		v0 += x0 * y0
+		v1 += x1 * y1
+		s0 += ax0 * ay0 // |a·b|, exactly
+		s1 += ax1 * ay1
+		a0 += ax0
+		a1 += ax1
+		b0 += ay0
+		b1 += ay1
+	}
+	if kk < len(row) {
+		x0, y0 := l.input(row[kk]), float64(l.b[kk*l.n+j])
+		v0 += x0 * y0
+		s0 += math.Abs(x0) * math.Abs(y0)
+		a0 += math.Abs(x0)
+		b0 += math.Abs(y0)
 	}
 	bias := l.biasAt(j)
-	e.val += bias
-	e.abs += math.Abs(bias)
-	return e
+	return exactElem{
+		val:  v0 + v1 + bias,
+		abs:  s0 + s1 + math.Abs(bias),
+		sumA: a0 + a1,
+		sumB: b0 + b1,
+	}
 }
 
 // threshold is Freivalds' bound for one row: Σ_j r_j·elementBound_ij,
 // given predAbs = Σ_k|f(a_ik)|·(|B|·r)_k + |bias|·r, aAbs = Σ_k|f(a_ik)|,
 // sumR = Σ_j r_j, sumBar = Σ_k (|B|·r)_k, and cAbs = |C_i|·r for the
-// float64 slack of C·r.
+// float64 slack of C·r. Freivalds passes r ≡ 1 here, which bounds it for
+// every r in [0, 1]^n.
 func (l *layer) threshold(predAbs, aAbs, sumR, sumBar, cAbs float64) float64 {
 	t := l.terms()
 	flush := tiny * ((float64(2*t+1)+aAbs)*sumR + sumBar)
@@ -103,7 +127,7 @@ func appendLayers(dst []layer, kernel string, inputs, outputs []*tensor.Tensor) 
 		if len(outputs) != 1 {
 			return dst, fmt.Errorf("%w: matmul returns 1 output, got %d", ErrResult, len(outputs))
 		}
-		l := layer{a: a.Data, b: b.Data, m: a.Rows(), k: a.Cols(), n: b.Cols()}
+		l := layer{a: a.Data, b: b.Data, m: a.Rows(), k: a.Cols(), n: b.Cols(), aIn: a, bIn: b}
 		if err := l.setResult(outputs, 0); err != nil {
 			return dst, err
 		}
@@ -125,15 +149,15 @@ func appendLayers(dst []layer, kernel string, inputs, outputs []*tensor.Tensor) 
 		if len(outputs) != layers {
 			return dst, fmt.Errorf("%w: mlp-infer of %d layers returns %d outputs, got %d", ErrResult, layers, layers, len(outputs))
 		}
-		prev := x.Data
+		prev, prevIn := x.Data, x
 		for li := range layers {
 			w, bias := inputs[1+2*li], inputs[2+2*li]
-			l := layer{a: prev, relu: li > 0, b: w.Data, bias: bias.Data, m: x.Rows(), k: w.Rows(), n: w.Cols()}
+			l := layer{a: prev, relu: li > 0, b: w.Data, bias: bias.Data, m: x.Rows(), k: w.Rows(), n: w.Cols(), aIn: prevIn, bIn: w}
 			if err := l.setResult(outputs, li); err != nil {
 				return dst, err
 			}
 			dst = append(dst, l)
-			prev = l.c
+			prev, prevIn = l.c, nil
 		}
 	default:
 		return dst, fmt.Errorf("%w: %w: %q", ErrUnverifiable, shaders.ErrUnknownKernel, kernel)

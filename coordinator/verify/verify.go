@@ -57,17 +57,22 @@ type Verdict struct {
 }
 
 // Verifier checks results against the float32 error analysis of their
-// kernel. It keeps scratch buffers between calls so that checking a
-// result allocates nothing in steady state, except to describe a failure.
-// The zero value is ready to use. A Verifier is not safe for concurrent
-// use: give each goroutine its own.
+// kernel. It keeps scratch buffers between calls, and what it computed
+// from the last few input tensors it saw (see ForgetInputs), so that
+// checking a result allocates nothing in steady state, except to
+// describe a failure or to remember a new input tensor. The zero value is
+// ready to use. A Verifier is not safe for concurrent use: give each
+// goroutine its own.
 type Verifier struct {
 	la, lb []layer // the shard's layers (for Agree: replica a, replica b)
 
-	// Freivalds' vectors.
-	r, br, bar []float64
+	// Freivalds' vectors: r, B·r, and per row of the result A·(B·r),
+	// |A|·s and C·r.
+	r, br, pred, predAbs, cr []float64
 	// Agree's row and column terms.
-	ha, hb, dh, w, colConst []float64
+	ha, hb, dh, colConst []float64
+
+	inputs statsCache // quantities of input matrices (cache.go)
 }
 
 // grow returns (*buf)[:n], growing *buf when it is too short.
@@ -103,6 +108,7 @@ func CheckShapes(kernel string, inputs, outputs []*tensor.Tensor) error {
 // a Verdict.
 func (v *Verifier) layers(kernel string, inputs, outputs []*tensor.Tensor) ([]layer, *Verdict) {
 	var err error
+	clear(v.la) // hold no tensors of an earlier shard
 	v.la, err = appendLayers(v.la[:0], kernel, inputs, outputs)
 	if err != nil {
 		vd := errVerdict(err)

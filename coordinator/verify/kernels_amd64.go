@@ -1,0 +1,157 @@
+//go:build amd64 && !purego
+
+package verify
+
+import "golang.org/x/sys/cpu"
+
+// useAVX2 is set when the CPU (and the OS, which must save the YMM
+// registers) runs the assembly kernels of kernels_amd64.s: AVX2 and FMA.
+var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// The assembly kernels. They trust their callers with the lengths: the
+// functions below reslice every argument to what the kernel reads.
+
+//go:noescape
+func gemvAVX2(a []float32, cols int, x, out []float64)
+
+//go:noescape
+func gemvAbsAVX2(a []float32, cols int, x, xa, out, outAbs []float64)
+
+//go:noescape
+func gemvReluAVX2(a []float32, cols int, x, xa, out, outAbs []float64)
+
+//go:noescape
+func sumAbsAVX2(x []float32) float64
+
+//go:noescape
+func sumSquaresAVX2(x []float32) float64
+
+//go:noescape
+func addSquaresAVX2(w []float64, x []float32)
+
+//go:noescape
+func agreeRowNormsAVX2(a, b []float32, colConst, w []float64, rowConst, rowFactor, worst float64, check int, sums *[3]float64) int
+
+//go:noescape
+func agreeRowAVX2(a, b []float32, colConst, w []float64, rowConst, rowFactor, worst float64) int
+
+// gemv sets out_i = a_i·x for the rows a_i of a (len(out) rows of
+// cols).
+func gemv(a []float32, cols int, x, out []float64) {
+	a, x = a[:len(out)*cols], x[:cols]
+	if !useAVX2 {
+		gemvGo(a, cols, x, out)
+		return
+	}
+	gemvAVX2(a, cols, x, out)
+	if c4 := cols &^ 3; c4 < cols { // the last few columns
+		for i := range out {
+			out[i] += dotGo(a[i*cols+c4:(i+1)*cols], x[c4:])
+		}
+	}
+}
+
+// gemvAbs sets out_i = a_i·x and outAbs_i = |a_i|·xa.
+func gemvAbs(a []float32, cols int, x, xa, out, outAbs []float64) {
+	a, x, xa, outAbs = a[:len(out)*cols], x[:cols], xa[:cols], outAbs[:len(out)]
+	if !useAVX2 {
+		gemvAbsGo(a, cols, x, xa, out, outAbs)
+		return
+	}
+	gemvAbsAVX2(a, cols, x, xa, out, outAbs)
+	if c4 := cols &^ 3; c4 < cols {
+		for i := range out {
+			s, sa := dotAbsGo(a[i*cols+c4:(i+1)*cols], x[c4:], xa[c4:])
+			out[i] += s
+			outAbs[i] += sa
+		}
+	}
+}
+
+// gemvRelu sets out_i = relu(a_i)·x and outAbs_i = relu(a_i)·xa.
+func gemvRelu(a []float32, cols int, x, xa, out, outAbs []float64) {
+	a, x, xa, outAbs = a[:len(out)*cols], x[:cols], xa[:cols], outAbs[:len(out)]
+	if !useAVX2 {
+		gemvReluGo(a, cols, x, xa, out, outAbs)
+		return
+	}
+	gemvReluAVX2(a, cols, x, xa, out, outAbs)
+	if c4 := cols &^ 3; c4 < cols {
+		for i := range out {
+			s, sa := dotReluGo(a[i*cols+c4:(i+1)*cols], x[c4:], xa[c4:])
+			out[i] += s
+			outAbs[i] += sa
+		}
+	}
+}
+
+// sumAbs returns Σ |x_j|.
+func sumAbs(x []float32) float64 {
+	if useAVX2 {
+		return sumAbsAVX2(x)
+	}
+	return sumAbsGo(x)
+}
+
+// sumSquares returns Σ x_j².
+func sumSquares(x []float32) float64 {
+	if useAVX2 {
+		return sumSquaresAVX2(x)
+	}
+	return sumSquaresGo(x)
+}
+
+// addSquares adds x_j² to w_j, as addSquare does.
+func addSquares(w []float64, x []float32) {
+	w = w[:len(x)]
+	if useAVX2 {
+		addSquaresAVX2(w, x)
+		return
+	}
+	addSquaresGo(w, x)
+}
+
+// reluNorms returns Σ relu(a_j)², Σ relu(b_j)² and Σ (relu(a_j) −
+// relu(b_j))², with the same bits as agreeRowNorms.
+func reluNorms(a, b []float32) (sa, sb, sd float64) {
+	b = b[:len(a)]
+	if !useAVX2 {
+		_, sa, sb, sd = agreeRowNormsGo(a, b, nil, nil, 0, 0, 0, false)
+		return sa, sb, sd
+	}
+	var sums [3]float64
+	agreeRowNormsAVX2(a, b, nil, nil, 0, 0, 0, 0, &sums)
+	n4 := len(a) &^ 3
+	_, sa, sb, sd = agreeRowNormsGo(a[n4:], b[n4:], nil, nil, 0, 0, 0, false)
+	return sums[0] + sa, sums[1] + sb, sums[2] + sd
+}
+
+// agreeRowNorms returns what agreeRow and reluNorms return, in one pass.
+func agreeRowNorms(a, b []float32, colConst, w []float64, rowConst, rowFactor, worst float64) (first int, sa, sb, sd float64) {
+	b, colConst, w = b[:len(a)], colConst[:len(a)], w[:len(a)]
+	if !useAVX2 {
+		return agreeRowNormsGo(a, b, colConst, w, rowConst, rowFactor, worst, true)
+	}
+	var sums [3]float64
+	first = agreeRowNormsAVX2(a, b, colConst, w, rowConst, rowFactor, worst, 1, &sums)
+	n4 := len(a) &^ 3
+	tail, sa, sb, sd := agreeRowNormsGo(a[n4:], b[n4:], colConst[n4:], w[n4:], rowConst, rowFactor, worst, true)
+	if first == n4 {
+		first += tail
+	}
+	return first, sums[0] + sa, sums[1] + sb, sums[2] + sd
+}
+
+// agreeRow returns the first j at which !(|a_j − b_j| ≤ worst·tol_j), or
+// len(a).
+func agreeRow(a, b []float32, colConst, w []float64, rowConst, rowFactor, worst float64) int {
+	b, colConst, w = b[:len(a)], colConst[:len(a)], w[:len(a)]
+	if !useAVX2 {
+		return agreeRowGo(a, b, colConst, w, rowConst, rowFactor, worst)
+	}
+	j := agreeRowAVX2(a, b, colConst, w, rowConst, rowFactor, worst)
+	if n4 := len(a) &^ 3; j < n4 {
+		return j
+	}
+	return j + agreeRowGo(a[j:], b[j:], colConst[j:], w[j:], rowConst, rowFactor, worst)
+}
