@@ -105,17 +105,30 @@ func (s *Scheduler) fill(now time.Time, wk *worker) {
 			}
 		}
 		sh, audit := s.take(now, &s.urgent, wk)
-		if sh == nil {
-			sh, audit = s.take(now, &s.fresh, wk)
+		if sh == nil && s.auditsOpen(now, wk) {
+			sh, audit = s.take(now, &s.audits, wk)
 		}
 		if sh == nil {
-			sh, audit = s.take(now, &s.audits, wk)
+			sh, audit = s.take(now, &s.fresh, wk)
 		}
 		if sh == nil {
 			break
 		}
 		s.assign(now, wk, sh, audit)
 	}
+}
+
+// auditsOpen reports whether wk may look at the audit queue: audits go to
+// trusted workers first (promptly, ahead of new work), and to anyone once
+// the oldest has waited AuditWait. The check is O(1), so that a fleet of
+// new identities does not scan a long queue of audits it may not take.
+func (s *Scheduler) auditsOpen(now time.Time, wk *worker) bool {
+	q := &s.audits
+	q.compact()
+	if q.len() == 0 {
+		return false
+	}
+	return s.isTrusted(wk.rep) || !now.Before(q.items[q.head].untrustedAfter)
 }
 
 // take removes and returns the first shard in q that wk may compute.
@@ -180,6 +193,9 @@ func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted, strict bool) bo
 func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 	if sh.want == 0 {
 		sh.want = s.replicationFor(sh.job, wk.rep)
+		if sh.want > 1 {
+			s.stats.Replicated++
+		}
 		// The other replicas of an untrusted worker's shard go preferably
 		// to trusted workers, so that new identities rarely vouch for each
 		// other.

@@ -508,6 +508,7 @@ func (s *Scheduler) resolve(sh *shard) {
 		return
 	}
 	sh.want = n + 1
+	s.stats.TieBreakers++
 	if n >= 3 {
 		s.needStrict(sh) // a second tie-breaker: only a trusted worker, if any
 	} else {

@@ -223,4 +223,6 @@ type Stats struct {
 	JobsFailed     int
 	SingleAccepted int // shards accepted on one result (trusted worker)
 	Audits         int // audit results received
+	Replicated     int // shards whose first assignment asked for two or more replicas
+	TieBreakers    int // extra replicas asked because results disagreed
 }

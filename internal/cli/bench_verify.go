@@ -65,6 +65,9 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "cheaters caught %d (rejoined under new addresses %d); median shard count at catch %d\n",
 		rep.Caught, rep.Rejoins, median(rep.CaughtAt))
+	a, b := rep.StatsAtHalf, rep.Stats
+	fmt.Fprintf(stdout, "last %d shards: %d results = %d shards accepted + %d replicated at first assignment, %d canaries, %d audits, %d tie-breakers, %d re-issued\n",
+		rep.ShardsLast, b.Results-a.Results, b.Accepted-a.Accepted, b.Replicated-a.Replicated, b.Canaries-a.Canaries, b.Audits-a.Audits, b.TieBreakers-a.TieBreakers, b.Reissued-a.Reissued)
 	fmt.Fprintf(stdout, "replicas per shard: %.3fx over the whole run (goal <= 1.25x), %.3fx over the last %d shards (goal <= 1.05x)\n",
 		overall, last, rep.ShardsLast)
 	fmt.Fprintf(stdout, "corrections %d; accepted results above the Freivalds floor %d (must be 0); wrong results left in final outputs %d (goal 0)\n",
@@ -94,6 +97,8 @@ func recomputeCost(compute func(string, []*tensor.Tensor) ([]*tensor.Tensor, err
 	}
 	prevProcs := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prevProcs)
+	runtime.LockOSThread() // thread CPU time must be this goroutine's
+	defer runtime.UnlockOSThread()
 	rng := newRand(5)
 	mm := []*tensor.Tensor{scaledTensor(rng, 1, 512, k), scaledTensor(rng, 1, k, 512)}
 	mlp := []*tensor.Tensor{scaledTensor(rng, 1, 256, 784),

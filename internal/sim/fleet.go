@@ -60,6 +60,9 @@ type FleetReport struct {
 	FailReasons   []string
 	CanaryResults int
 	Audits        int
+	// Stats are the scheduler's counters at the end, and at the moment
+	// half the shards had been accepted.
+	Stats, StatsAtHalf scheduler.Stats
 }
 
 // timedChecker measures the thread CPU spent in a Checker.
@@ -236,7 +239,8 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 				if a.Kind == scheduler.Accept {
 					accepted++
 					if accepted == half {
-						resultsAtHalf = sched.Stats().Results
+						rep.StatsAtHalf = sched.Stats()
+						resultsAtHalf = rep.StatsAtHalf.Results
 					}
 				}
 			case scheduler.Ban:
@@ -326,6 +330,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 	}
 	rep.SchedulerCPU = rusage.Thread() - startCPU
 	st := sched.Stats()
+	rep.Stats = st
 	rep.Replicas = st.Results
 	rep.CanaryResults = st.Canaries
 	rep.Audits = st.Audits
