@@ -149,9 +149,12 @@
 // in place while a Verifier may have them cached, which the scheduler
 // never does; a change that moves, resizes or reshapes the data or alters
 // a sampled element is noticed, any other is not: call
-// Verifier.ForgetInputs after one. On the bench-verify shards (a 512×512
-// matmul tile with K = 256, an mlp-infer batch of 256 through
-// 784-512-256-10) a Check costs some 5% and 12% of recomputing the shard
-// with OpenBLAS on one core, and Agree less (BenchmarkCheckMatmul512K256
-// and its siblings).
+// Verifier.ForgetInputs after one.
+//
+// What is left is bound by memory traffic: a Check reads every byte of
+// the shard's inputs and result once (some 2 MB for a 512×512 matmul
+// tile with K = 256, 3.7 MB for an mlp-infer batch of 256 through
+// 784-512-256-10), and an Agree both results once, so that neither can be
+// much cheaper than streaming them (BenchmarkCheckMatmul512K256 and its
+// siblings measure both shards, with and without a warm cache).
 package verify

@@ -194,6 +194,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 	accepted := 0
 	half := total / 2
 	resultsAtHalf := -1
+	judge := &verify.Verifier{} // reused so that its input cache helps
 	var apply func(acts []scheduler.Action)
 	join := func(w *simWorker) {
 		nextID++
@@ -232,7 +233,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 				ref := shardRef{a.Job, a.Shard}
 				final[ref] = a.Outputs
 				ji := jobs[a.Job]
-				j := Judge(&verify.Verifier{}, ji.ds.kernel, ji.ds.shards[a.Shard].Inputs, a.Outputs, ji.ds.ref[a.Shard])
+				j := Judge(judge, ji.ds.kernel, ji.ds.shards[a.Shard].Inputs, a.Outputs, ji.ds.ref[a.Shard])
 				if j.AboveFloor {
 					rep.AboveFloor++
 				}
