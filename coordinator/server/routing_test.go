@@ -10,7 +10,7 @@ import (
 	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/server"
-	"github.com/neurolov/neurolov/coordinator/server/servertest"
+	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/worker"
 )
 

@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	mrand "math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/neurolov/neurolov/client"
 	"github.com/neurolov/neurolov/coordinator/server"
-	"github.com/neurolov/neurolov/coordinator/server/servertest"
+	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/shaders"

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/neurolov/neurolov/coordinator/server/servertest"
+	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/tensor"
 	"github.com/neurolov/neurolov/worker"
 )

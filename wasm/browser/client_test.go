@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/neurolov/neurolov/client"
-	"github.com/neurolov/neurolov/coordinator/server/servertest"
+	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
