@@ -18,8 +18,8 @@ import (
 
 	"github.com/neurolov/neurolov/client"
 	"github.com/neurolov/neurolov/coordinator/server"
-	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/neurolov/neurolov/client"
-	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
 	"github.com/neurolov/neurolov/worker"
