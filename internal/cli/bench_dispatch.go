@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/server"
-	"github.com/neurolov/neurolov/coordinator/store"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/internal/rusage"
 	"github.com/neurolov/neurolov/worker"
@@ -38,34 +36,27 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	st := store.NewMemory()
-	defer st.Close()
-	key, hash := store.NewAPIKey()
-	if err := st.AddAPIKey(ctx, "bench", hash); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sc := scheduler.DefaultConfig()
+	sc.CanaryRate = 0.02
+	l, err := startLocal(ctx, server.Config{
+		Window: *window, Scheduler: &sc,
+		Planner: planner.Options{TileRows: 4, TileCols: 4},
+		Logger:  newLogger(io.Discard, "error"),
+	})
 	if err != nil {
 		return err
 	}
-	sc := scheduler.DefaultConfig()
-	sc.CanaryRate = 0.02
-	srv := server.New(server.Config{
-		Domain: ln.Addr().String(), Window: *window, Scheduler: &sc,
-		Planner: planner.Options{TileRows: 4, TileCols: 4},
-		Logger:  newLogger(io.Discard, "error"),
-	}, st)
+	defer l.close()
+	srv := l.srv
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- serveUntilDone(ctx, srv, ln) }()
 
 	// The fleet, in a child process so its CPU is not the coordinator's.
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	child := exec.CommandContext(ctx, exe, "bench", "dispatch-fleet", "-url", "ws://"+ln.Addr().String()+"/v1/worker", "-workers", strconv.Itoa(*workers))
+	child := exec.CommandContext(ctx, exe, "bench", "dispatch-fleet", "-url", "ws://"+l.addr+"/v1/worker", "-workers", strconv.Itoa(*workers))
 	child.Stderr = stderr
 	childOut, err := child.StdoutPipe()
 	if err != nil {
@@ -92,7 +83,7 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "bench dispatch: %d workers connected from a child process; %d tiny matmul shards (4×4·4×4) per run, window %d\n", *workers, *shards, *window)
 
-	cl := client.New("http://"+ln.Addr().String(), client.WithAPIKey(key))
+	cl := client.New("http://"+l.addr, client.WithAPIKey(l.key))
 	rng := newRand(1)
 	var rates []float64
 	for r := 0; r < *runs; r++ {
@@ -114,8 +105,6 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "  run %d: %d replicas verified (%d shards, %.2f per shard) in %.2fs wall, %.2fs coordinator CPU: %.0f replicas/s per core (%.1f µs each)\n",
 			r+1, replicas, *shards, float64(replicas)/float64(*shards), wall.Seconds(), cpu.Seconds(), rate, 1e6/rate)
 	}
-	cancel()
-	<-serveErr
 	med := median(rates)
 	fmt.Fprintf(stdout, "dispatch: %.0f replicas/s per core\n", med)
 	return nil

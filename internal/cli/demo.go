@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/server"
-	"github.com/neurolov/neurolov/coordinator/store"
 	"github.com/neurolov/neurolov/coordinator/verify"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/shaders"
@@ -73,28 +71,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 
-	st := store.NewMemory()
-	defer st.Close()
-	key, hash := store.NewAPIKey()
-	if err := st.AddAPIKey(ctx, "demo", hash); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := server.New(server.Config{
-		Domain:  ln.Addr().String(),
+	l, err := startLocal(ctx, server.Config{
 		Planner: planner.Options{TileRows: 128, TileCols: 128, BatchRows: 128},
 		Window:  2,
 		Logger:  newLogger(stderr, *logLevel),
 		Observe: observe,
-	}, st)
-	serveCtx, stopServe := context.WithCancel(ctx)
-	defer stopServe()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- serveUntilDone(serveCtx, srv, ln) }()
-	base := "http://" + ln.Addr().String()
+	})
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	st := l.st
+	base := "http://" + l.addr
 	fmt.Fprintf(stdout, "coordinator on %s; starting 4 CPU workers over WebSockets (worker-4 cheats: it adds a 1%% bias to every result)\n", base)
 
 	// Workers.
@@ -113,7 +101,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		names[signer.Address()] = fmt.Sprintf("worker-%d", i)
 		mu.Unlock()
 		cfg := worker.Config{
-			URL: "ws://" + ln.Addr().String() + "/v1/worker", Signer: signer, Backend: worker.CPU{},
+			URL: "ws://" + l.addr + "/v1/worker", Signer: signer, Backend: worker.CPU{},
 			GFLOPS: gflops, Agent: "neurolov-demo", Logger: newLogger(io.Discard, "error"),
 		}
 		if i == 4 {
@@ -129,7 +117,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	// Jobs.
-	cl := client.New(base, client.WithAPIKey(key))
+	cl := client.New(base, client.WithAPIKey(l.key))
 	rng := rand.New(rand.NewPCG(7, 11))
 	a, b := randomTensor(rng, 384, 256), randomTensor(rng, 256, 384)
 	x := randomTensor(rng, 512, 784)
@@ -190,8 +178,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	stopWorkers()
 	wg.Wait()
-	stopServe()
-	if err := <-serveErr; err != nil {
+	if err := l.close(); err != nil {
 		return err
 	}
 	entries, _ := st.Ledger(ctx)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/neurolov/neurolov/coordinator/server"
@@ -111,4 +112,48 @@ func loadOrCreateAPIKey(path string) (key string, created bool, err error) {
 		return "", false, err
 	}
 	return key, true, nil
+}
+
+// local is a coordinator on a random loopback port with a memory store
+// and a fresh API key, for the demo and the benchmarks.
+type local struct {
+	srv  *server.Server
+	st   *store.Memory
+	key  string
+	addr string // host:port
+
+	stop    context.CancelFunc
+	stopped chan error
+	once    sync.Once
+	err     error
+}
+
+// startLocal starts a coordinator configured by cfg (its Domain is set to
+// the address it listens on).
+func startLocal(ctx context.Context, cfg server.Config) (*local, error) {
+	st := store.NewMemory()
+	key, hash := store.NewAPIKey()
+	if err := st.AddAPIKey(ctx, "local", hash); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Domain = ln.Addr().String()
+	l := &local{srv: server.New(cfg, st), st: st, key: key, addr: ln.Addr().String(), stopped: make(chan error, 1)}
+	ctx, l.stop = context.WithCancel(ctx)
+	go func() { l.stopped <- serveUntilDone(ctx, l.srv, ln) }()
+	return l, nil
+}
+
+// close stops the coordinator and returns how its server ended; later
+// calls return the same.
+func (l *local) close() error {
+	l.once.Do(func() {
+		l.stop()
+		l.err = <-l.stopped
+		_ = l.st.Close()
+	})
+	return l.err
 }
