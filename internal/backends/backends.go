@@ -84,11 +84,18 @@ func (g *GPU) Device() string {
 func (g *GPU) Info() gpu.AdapterInfo { return g.dev.Info() }
 
 // Run computes kernel on the GPU. The device serialises its queue, so
-// calls are serialised too.
-func (g *GPU) Run(_ context.Context, kernel string, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
+// calls are serialised too. Once the device is lost, this shard and every
+// later one is computed on the CPU instead (OpenBLAS, or pure Go without
+// cgo), so no lease is dropped.
+func (g *GPU) Run(ctx context.Context, kernel string, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.dev.Run(kernel, in)
+	out, err := g.dev.Run(kernel, in)
+	g.mu.Unlock()
+	if errors.Is(err, gpu.ErrDeviceLost) {
+		cpu, _ := Open("auto", gpu.Options{})
+		return cpu.Run(ctx, kernel, in)
+	}
+	return out, err
 }
 
 // Close releases the device.
