@@ -119,28 +119,43 @@ var (
 // per call (nothing cached: the first result of a shard whose inputs the
 // Verifier has not seen), "steady" with one Verifier checking the same
 // shard again and again with a new random vector each time (every input
-// quantity cached, as for a shard whose B or weights were seen before).
+// quantity cached, as for a shard whose B or weights were seen before),
+// and "cold" as steady but with the CPU caches flushed before each call
+// (every tensor read from memory).
 func benchCheck(b *testing.B, s shard) {
 	inputs := s.inputs(b, 41, datasets[0])
 	outs := reference(b, s.kernel, inputs)
-	for _, first := range []bool{true, false} {
-		name := "steady"
-		if first {
-			name = "first"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, mode := range []string{"first", "steady", "cold"} {
+		b.Run(mode, func(b *testing.B) {
 			var v verify.Verifier
 			rng := seeded(42)
 			b.ReportAllocs()
 			for b.Loop() {
-				if first {
+				switch mode {
+				case "first":
 					v = verify.Verifier{}
+				case "cold":
+					b.StopTimer()
+					evictCaches()
+					b.StartTimer()
 				}
 				if vd := v.Check(s.kernel, inputs, outs, rng, 8); !vd.OK {
 					b.Fatal(vd)
 				}
 			}
 		})
+	}
+}
+
+// evictBuf is larger than the last-level cache: writing it evicts the
+// shard's tensors, as the traffic between two results of a busy
+// coordinator does.
+var evictBuf = make([]byte, 64<<20)
+
+// evictCaches writes evictBuf once.
+func evictCaches() {
+	for i := 0; i < len(evictBuf); i += 64 {
+		evictBuf[i]++
 	}
 }
 

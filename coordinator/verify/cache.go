@@ -11,7 +11,9 @@ import (
 // The input cache. Much of the work of a check depends on the shard's
 // inputs alone, not on the result or the random vector: the absolute row
 // sums of B that bound Freivalds' threshold, the row norms of A and the
-// column norms of B that bound Agree's tolerance. The scheduler passes
+// column norms of B that bound Agree's tolerance, and — for a B checked
+// again and again — a transposed copy of B from which spot checks read
+// columns without a cache miss per element. The scheduler passes
 // the same tensors for every replica of a shard, and shards share them
 // (the B of a column of matmul tiles, every weight of an mlp-infer job),
 // so a Verifier remembers these quantities for the last few input
@@ -39,7 +41,15 @@ const (
 	haveRowAbs = 1 << iota
 	haveRowNorm
 	haveColNorm
+	haveColumns
 )
+
+// transposeAfter is how many spot checks read columns of one input matrix
+// in strides before the cache keeps a transposed copy of it: transposing
+// costs a pass over the matrix, a strided column read costs a cache miss
+// per element, so only a matrix checked again and again (the weights of a
+// job, the B of a column of tiles) earns its copy.
+const transposeAfter = 4
 
 // matStats holds what a check needs to know about one input matrix
 // (rows×cols), each quantity computed when first asked for.
@@ -58,6 +68,8 @@ type matStats struct {
 	rowAbsSum float64   // Σ_i rowAbs_i
 	rowNorm   []float64 // ‖x_i‖₂ per row
 	colNorm   []float64 // ‖x_·j‖₂ per column
+	columns   []float32 // the matrix transposed: column j at [j·rows, (j+1)·rows)
+	spotReads int       // spot checks that read its columns in strides
 	// Whether each is free of NaN and ±Inf, that is, whether the matrix
 	// is (a sum of squares of float32 cannot overflow float64).
 	rowAbsFinite, rowNormFinite, colNormFinite bool
@@ -101,14 +113,14 @@ func (c *statsCache) lookup(t *tensor.Tensor, rows, cols int) *matStats {
 	e.addr, e.data, e.n, e.rows, e.cols = addr, data, len(t.Data), rows, cols
 	e.fp = fingerprint(t.Data)
 	e.used = c.clock
-	e.have = 0
+	e.have, e.spotReads = 0, 0
 	return e
 }
 
 // forget empties the cache, keeping its buffers.
 func (c *statsCache) forget() {
 	for _, e := range c.entries {
-		e.ref, e.addr, e.have = weak.Pointer[tensor.Tensor]{}, 0, 0
+		e.ref, e.addr, e.have, e.spotReads = weak.Pointer[tensor.Tensor]{}, 0, 0, 0
 	}
 }
 
@@ -164,6 +176,44 @@ func (c *statsCache) colNorms(t *tensor.Tensor, rows, cols int) (w []float64, fi
 		e.have |= haveColNorm
 	}
 	return e.colNorm, e.colNormFinite
+}
+
+// columns returns t (rows×cols) transposed, so that column j is the
+// contiguous slice [j·rows, (j+1)·rows), or nil until spot checks have
+// read t's columns in strides transposeAfter times.
+func (c *statsCache) columns(t *tensor.Tensor, rows, cols int) []float32 {
+	e := c.lookup(t, rows, cols)
+	if e.have&haveColumns != 0 {
+		return e.columns
+	}
+	if e.spotReads++; e.spotReads <= transposeAfter {
+		return nil
+	}
+	if cap(e.columns) < rows*cols {
+		e.columns = make([]float32, rows*cols)
+	}
+	e.columns = e.columns[:rows*cols]
+	transpose(e.columns, t.Data, rows, cols)
+	e.have |= haveColumns
+	return e.columns
+}
+
+// transpose writes the rows×cols row-major src into dst column-major, in
+// tiles that fit the L1 cache.
+func transpose(dst, src []float32, rows, cols int) {
+	const tile = 32
+	for i0 := 0; i0 < rows; i0 += tile {
+		i1 := min(i0+tile, rows)
+		for j0 := 0; j0 < cols; j0 += tile {
+			j1 := min(j0+tile, cols)
+			for i := i0; i < i1; i++ {
+				row := src[i*cols : (i+1)*cols]
+				for j := j0; j < j1; j++ {
+					dst[j*rows+i] = row[j]
+				}
+			}
+		}
+	}
 }
 
 // rowNorm returns ‖x‖₂ for one row.

@@ -280,3 +280,44 @@ func TestCacheKeepsNothingAlive(t *testing.T) {
 		}
 	}
 }
+
+// TestTransposedColumns checks that spot checks read the same values from
+// the transposed copy the cache keeps of a much-checked B as from B
+// itself: every element recomputed both ways has the same bits, on shapes
+// around the transpose's tiles.
+func TestTransposedColumns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, shape := range [][3]int{{1, 1, 1}, {3, 31, 33}, {5, 64, 7}, {9, 33, 65}} {
+		m, k, n := shape[0], shape[1], shape[2]
+		a, b := tensor.New(m, k), tensor.New(k, n)
+		for i := range a.Data {
+			a.Data[i] = float32(rng.NormFloat64())
+		}
+		for i := range b.Data {
+			b.Data[i] = float32(rng.NormFloat64())
+		}
+		var c statsCache
+		var cols []float32
+		for range transposeAfter + 1 {
+			cols = c.columns(b, k, n)
+		}
+		if cols == nil {
+			t.Fatalf("%v: no transposed copy after %d spot checks", shape, transposeAfter+1)
+		}
+		strided := layer{a: a.Data, b: b.Data, m: m, k: k, n: n}
+		transposed := strided
+		transposed.bCols = cols
+		for i := range m {
+			for j := range n {
+				if got, want := transposed.exact(i, j), strided.exact(i, j); got != want {
+					t.Fatalf("%v: element (%d, %d): %+v from the transposed copy, %+v from B", shape, i, j, got, want)
+				}
+			}
+		}
+		// A change to B that the cache notices drops the copy.
+		b.Data[len(b.Data)-1] += 1
+		if c.columns(b, k, n) != nil {
+			t.Fatalf("%v: the transposed copy survived a change to B", shape)
+		}
+	}
+}

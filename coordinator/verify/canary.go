@@ -82,8 +82,17 @@ func mlpCanary(ls []layer, inputs []*tensor.Tensor, rng *rand.Rand) (in, out []*
 // gather returns the rows×cols tensor t_ij = rowSign_i·colSign_j·
 // src[rowIdx_i][colIdx_j] of the row-major rows×cols src; a nil index is
 // the identity and a nil sign is +1.
+//
+// Each source row is first copied whole into a scratch row, a sequential
+// read the hardware prefetches, and permuted from there: reading a row
+// that is not in cache in random column order would wait on memory once
+// per cache line.
 func gather(src []float32, rows, cols int, rowIdx, colIdx []int, rowSign, colSign []float32) *tensor.Tensor {
 	t := tensor.New(rows, cols)
+	var scratch []float32
+	if colIdx != nil {
+		scratch = make([]float32, cols)
+	}
 	for i := range rows {
 		si, s := i, float32(1)
 		if rowIdx != nil {
@@ -93,6 +102,10 @@ func gather(src []float32, rows, cols int, rowIdx, colIdx []int, rowSign, colSig
 			s = rowSign[i]
 		}
 		srow, drow := src[si*cols:(si+1)*cols], t.Data[i*cols:(i+1)*cols]
+		if scratch != nil {
+			copy(scratch, srow)
+			srow = scratch
+		}
 		for j := range drow {
 			sj, x := j, s
 			if colIdx != nil {

@@ -16,6 +16,7 @@ type layer struct {
 	a       []float32 // m×k
 	relu    bool      // the left operand is relu(a)
 	b       []float32 // k×n
+	bCols   []float32 // b transposed (column j at [j·k, (j+1)·k)), or nil
 	bias    []float32 // n, or nil
 	c       []float32 // m×n: the result under test
 	m, k, n int
@@ -60,15 +61,21 @@ type exactElem struct {
 }
 
 // exact recomputes element (i, j) in float64: O(K). It walks down
-// column j of B, a strided read, and keeps two sets of sums, over even
+// column j of B — contiguous in bCols when the Verifier keeps B
+// transposed, else a strided read — and keeps two sets of sums, over even
 // and odd k, so that the loads and additions overlap.
 func (l *layer) exact(i, j int) exactElem {
 	row := l.a[i*l.k : (i+1)*l.k]
+	bAt := func(kk int) float32 { return l.b[kk*l.n+j] }
+	if l.bCols != nil {
+		col := l.bCols[j*l.k : (j+1)*l.k]
+		bAt = func(kk int) float32 { return col[kk] }
+	}
 	var v0, v1, s0, s1, a0, a1, b0, b1 float64
 	kk := 0
 	for ; kk+2 <= len(row); kk += 2 {
 		x0, x1 := l.input(row[kk]), l.input(row[kk+1])
-		y0, y1 := float64(l.b[kk*l.n+j]), float64(l.b[(kk+1)*l.n+j])
+		y0, y1 := float64(bAt(kk)), float64(bAt(kk+1))
 		ax0, ax1, ay0, ay1 := math.Abs(x0), math.Abs(x1), math.Abs(y0), math.Abs(y1)
 		v0 += x0 * y0
 		v1 += x1 * y1
@@ -80,7 +87,7 @@ func (l *layer) exact(i, j int) exactElem {
 		b1 += ay1
 	}
 	if kk < len(row) {
-		x0, y0 := l.input(row[kk]), float64(l.b[kk*l.n+j])
+		x0, y0 := l.input(row[kk]), float64(bAt(kk))
 		v0 += x0 * y0
 		s0 += math.Abs(x0) * math.Abs(y0)
 		a0 += math.Abs(x0)

@@ -19,10 +19,10 @@ func (v *Verifier) SpotCheck(kernel string, inputs, outputs []*tensor.Tensor, rn
 	if bad != nil {
 		return *bad
 	}
-	return spotCheck(ls, rng, count)
+	return v.spotCheck(ls, rng, count)
 }
 
-func spotCheck(ls []layer, rng *rand.Rand, count int) Verdict {
+func (v *Verifier) spotCheck(ls []layer, rng *rand.Rand, count int) Verdict {
 	total := 0
 	for i := range ls {
 		total += ls[i].m * ls[i].n
@@ -39,6 +39,9 @@ func spotCheck(ls []layer, rng *rand.Rand, count int) Verdict {
 			li++
 		}
 		l := &ls[li]
+		if l.bCols == nil && l.bIn != nil {
+			l.bCols = v.inputs.columns(l.bIn, l.k, l.n)
+		}
 		i, j := g/l.n, g%l.n
 		e := l.exact(i, j)
 		bound := elementBound(l.terms(), e.abs, e.sumA, e.sumB)

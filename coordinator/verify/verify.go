@@ -141,7 +141,7 @@ func (v *Verifier) Check(kernel string, inputs, outputs []*tensor.Tensor, rng *m
 	if !fv.OK || spots <= 0 {
 		return fv
 	}
-	sv := spotCheck(ls, rng, spots)
+	sv := v.spotCheck(ls, rng, spots)
 	sv.Ratio = max(sv.Ratio, fv.Ratio)
 	if sv.OK {
 		sv.Method = MethodCheck

@@ -33,8 +33,16 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	shards := fs.Int("shards", 100_000, "tiny shards per run")
 	window := fs.Int("window", 32, "leases granted to each worker")
 	runs := fs.Int("runs", 3, "runs; the median is reported")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the coordinator to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	sc := scheduler.DefaultConfig()
 	sc.CanaryRate = 0.02

@@ -31,8 +31,16 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) err
 	k := fs.Int("k", 256, "inner dimension of the matmul jobs")
 	verbose := fs.Bool("v", false, "print each catch")
 	rejoins := fs.Int("rejoins", 1, "times a caught cheater comes back under a new address (-1: forever)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	compute, backend := fastestCPU()
 	cfg := sim.FleetConfig{
