@@ -46,7 +46,10 @@ type Result struct {
 	Device  string    // the adapter or CPU
 	GFLOPS  float64   // the median
 	Runs    []float64 // each run's GFLOP/s
-	Err     error     // why the backend could not be measured (webgpu only)
+	// KernelGFLOPS is the kernel alone in the same tab, without copies or
+	// Go glue (cpu-wasm only; 0 otherwise): the baseline of GFLOPS.
+	KernelGFLOPS float64
+	Err          error // why the backend could not be measured (webgpu only)
 }
 
 // Run measures with the default options and prints the results, ending with
@@ -114,6 +117,10 @@ func RunWith(ctx context.Context, out io.Writer, o Options) ([]Result, error) {
 		return results, cpu.Err
 	}
 	fmt.Fprintf(out, "cpu-wasm runs on %s %s\n", cpu.Device, runsText(cpu.Runs))
+	if cpu.KernelGFLOPS > 0 {
+		fmt.Fprintf(out, "cpu-wasm kernel alone in the same tab (no copies, no Go glue): %.1f GFLOP/s; end to end is %.0f%% of it\n",
+			cpu.KernelGFLOPS, 100*cpu.GFLOPS/cpu.KernelGFLOPS)
+	}
 	fmt.Fprintf(out, "cpu-wasm: %.1f GFLOP/s\n", cpu.GFLOPS)
 	return results, nil
 }
@@ -158,6 +165,7 @@ type benchReply struct {
 	Device  string    `json:"device"`
 	GFLOPS  float64   `json:"gflops"`
 	Runs    []float64 `json:"runs"`
+	Kernel  float64   `json:"kernelGflops"`
 	Error   string    `json:"error"`
 }
 
@@ -181,7 +189,7 @@ func inTab(ctx context.Context, b *browser.Browser, base, backend string, o Opti
 	case r.Error != "":
 		res.Err = fmt.Errorf("%w: %s: %s", ErrBench, backend, r.Error)
 	default:
-		res.Device, res.GFLOPS, res.Runs = r.Device, r.GFLOPS, r.Runs
+		res.Device, res.GFLOPS, res.Runs, res.KernelGFLOPS = r.Device, r.GFLOPS, r.Runs, r.Kernel
 		if r.Backend != "" && r.Backend != backend {
 			res.Err = fmt.Errorf("%w: asked for %s, measured %s", ErrBench, backend, r.Backend)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/tensor"
 	"github.com/neurolov/neurolov/worker"
 )
 
@@ -431,6 +432,16 @@ type BenchResult struct {
 	FLOPs                   float64   // per run
 	GFLOPS                  float64   // median over Runs
 	Runs                    []float64 // each run's GFLOP/s
+	// KernelGFLOPS is the same-run baseline where the backend has one
+	// (cpu-wasm on gemm.wasm): the median GFLOP/s of the kernel alone, on
+	// resident buffers, without copies or Go glue; 0 otherwise.
+	KernelGFLOPS float64
+}
+
+// kernelTimer is a backend that can time its kernel alone
+// (simdgemm.Backend).
+type kernelTimer interface {
+	KernelGFLOPS(ctx context.Context, kernel string, inputs []*tensor.Tensor, runs int) (float64, []float64, error)
 }
 
 // Map returns the result as a JavaScript-friendly object.
@@ -440,11 +451,12 @@ func (r BenchResult) Map() map[string]any {
 		runs[i] = v
 	}
 	return map[string]any{"kernel": r.Kernel, "backend": r.Backend, "device": r.Device, "batch": r.Batch,
-		"flops": r.FLOPs, "gflops": r.GFLOPS, "runs": runs}
+		"flops": r.FLOPs, "gflops": r.GFLOPS, "runs": runs, "kernelGflops": r.KernelGFLOPS}
 }
 
 // Bench times a shard end to end (copies and Go glue included) on a
-// backend, with a warm-up first. It uses the backends directly, not the
+// backend, with a warm-up first, and then, as a same-run baseline, the
+// kernel alone where the backend can time it (cpu-wasm). It uses the backends directly, not the
 // worker's gate: run it while the client is idle or paused.
 func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	if o.Kernel == "" {
@@ -486,6 +498,12 @@ func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error)
 	if err != nil {
 		return BenchResult{}, err
 	}
-	return BenchResult{Kernel: o.Kernel, Backend: b.Name(), Device: b.Device(), Batch: o.Batch,
-		FLOPs: shaders.FLOPs(o.Kernel, in), GFLOPS: med, Runs: each}, nil
+	r := BenchResult{Kernel: o.Kernel, Backend: b.Name(), Device: b.Device(), Batch: o.Batch,
+		FLOPs: shaders.FLOPs(o.Kernel, in), GFLOPS: med, Runs: each}
+	if kt, ok := b.(kernelTimer); ok {
+		if r.KernelGFLOPS, _, err = kt.KernelGFLOPS(ctx, o.Kernel, in, o.Runs); err != nil {
+			return BenchResult{}, err
+		}
+	}
+	return r, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
@@ -83,10 +84,66 @@ func (b *Backend) Run(_ context.Context, kernel string, inputs []*tensor.Tensor)
 	defer b.mu.Unlock()
 	r := run{b: b}
 	defer r.release()
+	calls, err := r.stage(kernel, inputs)
+	if err != nil {
+		return nil, err
+	}
+	r.compute(calls)
 	outs := make([]*tensor.Tensor, len(shapes))
 	for i, s := range shapes {
 		outs[i] = tensor.New(s...)
+		r.output(calls[i].c, outs[i])
 	}
+	return outs, nil
+}
+
+// KernelGFLOPS times the kernel alone, the baseline of Run's end-to-end
+// speed: it stages the shard once (inputs copied in, weights packed,
+// scratch allocated), computes it twice to warm up, then times runs
+// computations with no copies and no Go glue. It returns the median and
+// each run's GFLOP/s.
+func (b *Backend) KernelGFLOPS(ctx context.Context, kernel string, inputs []*tensor.Tensor, runs int) (median float64, each []float64, err error) {
+	if _, err := shaders.OutputShapes(kernel, inputs); err != nil {
+		return 0, nil, err
+	}
+	flops := shaders.FLOPs(kernel, inputs)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := run{b: b}
+	defer r.release()
+	calls, err := r.stage(kernel, inputs)
+	if err != nil {
+		return 0, nil, err
+	}
+	r.compute(calls)
+	r.compute(calls)
+	for range max(runs, 1) {
+		if err := ctx.Err(); err != nil {
+			return 0, nil, err
+		}
+		start := time.Now()
+		r.compute(calls)
+		each = append(each, flops/max(time.Since(start).Seconds(), 1e-9)/1e9)
+	}
+	sorted := slices.Clone(each)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2], each, nil
+}
+
+// gemmCall is one nl_gemm call of a staged shard (see Module.Gemm).
+type gemmCall struct {
+	a            uint32
+	lda          int
+	bp, bias     uint32
+	c, h         uint32
+	ldc, m, k, n int
+}
+
+// stage copies a shard's inputs into the module, prepares its weights and
+// allocates its outputs, returning the gemm calls that compute it, in
+// order: output i is the C of call i. Layer l of mlp-infer reads H_{l−1} =
+// relu(Z_{l−1}), written beside Z_{l−1} by the call before.
+func (r *run) stage(kernel string, inputs []*tensor.Tensor) ([]gemmCall, error) {
 	switch kernel {
 	case shaders.Matmul:
 		a, w := inputs[0], inputs[1]
@@ -103,8 +160,7 @@ func (b *Backend) Run(_ context.Context, kernel string, inputs []*tensor.Tensor)
 		if err != nil {
 			return nil, err
 		}
-		b.mod.Gemm(pa, k, pw, 0, c, 0, n, m, k, n)
-		r.output(c, outs[0])
+		return []gemmCall{{a: pa, lda: k, bp: pw, c: c, ldc: n, m: m, k: k, n: n}}, nil
 	case shaders.MLPInfer:
 		x := inputs[0]
 		m := x.Rows()
@@ -113,9 +169,9 @@ func (b *Backend) Run(_ context.Context, kernel string, inputs []*tensor.Tensor)
 			return nil, err
 		}
 		lda := x.Cols()
-		// Layer l reads H_{l-1} = relu(Z_{l-1}), written beside Z_{l-1}
-		// by the previous layer's store.
-		for l := range outs {
+		layers := (len(inputs) - 1) / 2
+		calls := make([]gemmCall, 0, layers)
+		for l := range layers {
 			w, bias := inputs[1+2*l], inputs[2+2*l]
 			k, n := w.Rows(), w.Cols()
 			pw, err := r.prepared(w, prepPackB)
@@ -131,17 +187,24 @@ func (b *Backend) Run(_ context.Context, kernel string, inputs []*tensor.Tensor)
 				return nil, err
 			}
 			var h uint32
-			if l < len(outs)-1 {
+			if l < layers-1 {
 				if h, err = r.scratch(m * n); err != nil {
 					return nil, err
 				}
 			}
-			b.mod.Gemm(a, lda, pw, pb, z, h, n, m, k, n)
-			r.output(z, outs[l])
+			calls = append(calls, gemmCall{a: a, lda: lda, bp: pw, bias: pb, c: z, h: h, ldc: n, m: m, k: k, n: n})
 			a, lda = h, n
 		}
+		return calls, nil
 	}
-	return outs, nil
+	return nil, fmt.Errorf("%w: %q", shaders.ErrUnknownKernel, kernel)
+}
+
+// compute issues the staged calls.
+func (r *run) compute(calls []gemmCall) {
+	for _, c := range calls {
+		r.b.mod.Gemm(c.a, c.lda, c.bp, c.bias, c.c, c.h, c.ldc, c.m, c.k, c.n)
+	}
 }
 
 // run is the state of one Run: the scratch blocks to free and the cache

@@ -154,3 +154,35 @@ func TestBackendMemory(t *testing.T) {
 		}
 	})
 }
+
+// TestKernelGFLOPS checks the kernel-only timing: it issues the staged
+// shard's gemm calls (two warm-ups, then one set per run), copies nothing
+// back, leaks no scratch block, and leaves Run's results unchanged.
+func TestKernelGFLOPS(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	f := newFake(64, 1)
+	b := New(f, Options{})
+	in := mlpInputs(rng, []int{9, 20, 12, 3}) // 2 layers: 2 gemm calls per computation
+	ctx := context.Background()
+	median, each, err := b.KernelGFLOPS(ctx, shaders.MLPInfer, in, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(each) != 3 || median <= 0 {
+		t.Fatalf("median %v, runs %v: want 3 positive runs", median, each)
+	}
+	if f.gemms != 2*(2+3) {
+		t.Fatalf("%d gemm calls, want %d (2 warm-ups and 3 runs of 2 layers)", f.gemms, 2*(2+3))
+	}
+	if b.heap.inUse() != uint32(b.cache.bytes) {
+		t.Fatalf("%d bytes allocated but the cache holds %d: a scratch block leaked", b.heap.inUse(), b.cache.bytes)
+	}
+	outs, err := b.Run(ctx, shaders.MLPInfer, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkParity(t, shaders.MLPInfer, in, outs)
+	if _, _, err := b.KernelGFLOPS(ctx, "conv", nil, 1); !errors.Is(err, shaders.ErrUnknownKernel) {
+		t.Fatalf("unknown kernel: err %v, want shaders.ErrUnknownKernel", err)
+	}
+}
