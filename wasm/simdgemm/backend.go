@@ -76,9 +76,26 @@ func (b *Backend) CacheStats() (hits, misses, bytes int64) {
 // packed on first use and stay resident, keyed by content, and each output
 // is copied back once.
 func (b *Backend) Run(_ context.Context, kernel string, inputs []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	var outs []*tensor.Tensor
+	err := b.staged(kernel, inputs, func(r *run, shapes [][]int, calls []gemmCall) error {
+		r.compute(calls)
+		outs = make([]*tensor.Tensor, len(shapes))
+		for i, s := range shapes {
+			outs[i] = tensor.New(s...)
+			r.output(calls[i].c, outs[i])
+		}
+		return nil
+	})
+	return outs, err
+}
+
+// staged checks a shard, stages it (see run.stage) under the Backend's
+// lock and hands f its output shapes and gemm calls; the scratch blocks
+// are freed and the weights unpinned when f returns.
+func (b *Backend) staged(kernel string, inputs []*tensor.Tensor, f func(r *run, shapes [][]int, calls []gemmCall) error) error {
 	shapes, err := shaders.OutputShapes(kernel, inputs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -86,15 +103,9 @@ func (b *Backend) Run(_ context.Context, kernel string, inputs []*tensor.Tensor)
 	defer r.release()
 	calls, err := r.stage(kernel, inputs)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r.compute(calls)
-	outs := make([]*tensor.Tensor, len(shapes))
-	for i, s := range shapes {
-		outs[i] = tensor.New(s...)
-		r.output(calls[i].c, outs[i])
-	}
-	return outs, nil
+	return f(&r, shapes, calls)
 }
 
 // KernelGFLOPS times the kernel alone, the baseline of Run's end-to-end
@@ -103,27 +114,22 @@ func (b *Backend) Run(_ context.Context, kernel string, inputs []*tensor.Tensor)
 // computations with no copies and no Go glue. It returns the median and
 // each run's GFLOP/s.
 func (b *Backend) KernelGFLOPS(ctx context.Context, kernel string, inputs []*tensor.Tensor, runs int) (median float64, each []float64, err error) {
-	if _, err := shaders.OutputShapes(kernel, inputs); err != nil {
-		return 0, nil, err
-	}
 	flops := shaders.FLOPs(kernel, inputs)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	r := run{b: b}
-	defer r.release()
-	calls, err := r.stage(kernel, inputs)
+	err = b.staged(kernel, inputs, func(r *run, _ [][]int, calls []gemmCall) error {
+		r.compute(calls)
+		r.compute(calls)
+		for range max(runs, 1) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			start := time.Now()
+			r.compute(calls)
+			each = append(each, flops/max(time.Since(start).Seconds(), 1e-9)/1e9)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, nil, err
-	}
-	r.compute(calls)
-	r.compute(calls)
-	for range max(runs, 1) {
-		if err := ctx.Err(); err != nil {
-			return 0, nil, err
-		}
-		start := time.Now()
-		r.compute(calls)
-		each = append(each, flops/max(time.Since(start).Seconds(), 1e-9)/1e9)
 	}
 	sorted := slices.Clone(each)
 	slices.Sort(sorted)
