@@ -40,6 +40,12 @@ type FleetConfig struct {
 	Scheduler *scheduler.Config
 	// Log, when set, is told when a cheater is caught.
 	Log func(format string, args ...any)
+	// Baseline, when set, is called on the fleet's thread about every
+	// BaselineEvery steps of the run (default 1,000), so that a reference
+	// cost can be sampled under the same conditions as the verification
+	// it is compared with; its CPU is not counted in the report.
+	Baseline      func()
+	BaselineEvery int
 }
 
 // FleetReport is what a fleet run measured.
@@ -285,6 +291,11 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 		apply(sched.SubmitJob(now, scheduler.Job{ID: id, Tasks: tasks}))
 	}
 
+	var baselineCPU time.Duration
+	baselineEvery := cfg.BaselineEvery
+	if baselineEvery <= 0 {
+		baselineEvery = 1000
+	}
 	// Drive: answer one lease of a random busy worker per step.
 	stall := 0
 	for step := 0; ; step++ {
@@ -293,6 +304,11 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 			break
 		}
 		now = now.Add(time.Millisecond)
+		if cfg.Baseline != nil && step%baselineEvery == 0 {
+			b0 := rusage.Thread()
+			cfg.Baseline()
+			baselineCPU += rusage.Thread() - b0
+		}
 		if step%64 == 0 {
 			apply(sched.Tick(now))
 		}
@@ -329,7 +345,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 		}
 		apply(sched.Result(now, w.id, a.Lease, outs))
 	}
-	rep.SchedulerCPU = rusage.Thread() - startCPU
+	rep.SchedulerCPU = rusage.Thread() - startCPU - baselineCPU
 	st := sched.Stats()
 	rep.Stats = st
 	rep.Replicas = st.Results
