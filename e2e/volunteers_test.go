@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -62,6 +63,13 @@ func TestVolunteersCompleteJob(t *testing.T) {
 		}
 		if s.Status.Device == "" {
 			t.Errorf("%s: no device reported", tt.name)
+		}
+		// The page is cross-origin isolated and this machine has two cores
+		// or more: the WASM SIMD kernel has its two-thread pool (and uses
+		// it or one thread, whichever measured faster).
+		if s.Status.Backend == "cpu-wasm" && runtime.NumCPU() > 1 &&
+			!strings.Contains(s.Status.Device, "2 threads") && !strings.Contains(s.Status.Device, "pool of 2") {
+			t.Errorf("%s: cpu-wasm on %q, want the kernel's two-thread pool", tt.name, s.Status.Device)
 		}
 		t.Logf("%s: %s on %q, measured %s (address %s)", tt.name, s.Status.Backend, s.Status.Device, s.Measured, s.Status.Address)
 	}

@@ -2,6 +2,8 @@
 # Builds the browser client's assets into web/static/dist (or -o DIR):
 #   neurolov.wasm  the Go client (GOOS=js GOARCH=wasm, ./wasm/cmd/neurolov-wasm)
 #   gemm.wasm      the WASM SIMD GEMM kernel (wasm/simd/gemm.c, Debian's clang + lld)
+#   gemm-shared.wasm  the same kernel on an imported shared memory, for the
+#                  two-thread pool of a cross-origin isolated page
 #   wasm_exec.js   Go's loader, copied unchanged from $(go env GOROOT)/lib/wasm
 # and prints each size, gzip -9 compressed too.
 # Usage: scripts/build-wasm.sh [-o DIR] [all|go|gemm|exec]...
@@ -32,6 +34,14 @@ build_gemm() {
   "$CLANG" --target=wasm32 -O3 -msimd128 -nostdlib -Wl,--no-entry -Wl,--export-dynamic \
     -o "$out/gemm.wasm" "$root/wasm/simd/gemm.c"
   size "$out/gemm.wasm"
+  # The pool's build: the memory is imported and shared (a SharedArrayBuffer
+  # that both threads' instances use) and the stack pointer exported, so
+  # that the helper thread can be given its own stack.
+  "$CLANG" --target=wasm32 -O3 -msimd128 -matomics -mbulk-memory -mmutable-globals -nostdlib \
+    -Wl,--no-entry -Wl,--export-dynamic -Wl,--shared-memory -Wl,--import-memory \
+    -Wl,--max-memory=2147483648 -Wl,-z,stack-size=65536 -Wl,--export=__stack_pointer \
+    -o "$out/gemm-shared.wasm" "$root/wasm/simd/gemm.c"
+  size "$out/gemm-shared.wasm"
 }
 
 build_go() {

@@ -51,7 +51,23 @@ func New(opts Options) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", volunteer.New(assets))
 	mux.Handle("GET "+StaticPrefix, assets)
-	return mux, nil
+	return crossOriginIsolated(mux), nil
+}
+
+// crossOriginIsolated sets the headers that make the page cross-origin
+// isolated (COOP same-origin, COEP require-corp; CORP same-origin on every
+// file): only such a page, and the workers it starts, may share memory
+// between threads, which the WASM SIMD kernel's two-thread pool needs.
+// Everything the page loads comes from this origin, so nothing it uses is
+// blocked.
+func crossOriginIsolated(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Embedder-Policy", "require-corp")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns New over the embedded static files. The handler is made

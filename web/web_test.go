@@ -62,6 +62,30 @@ func TestHandlerLinksResolve(t *testing.T) {
 	}
 }
 
+// TestCrossOriginIsolated: the page and every static file carry the
+// headers that make the page cross-origin isolated, which the kernel's
+// two-thread pool (shared memory) needs.
+func TestCrossOriginIsolated(t *testing.T) {
+	h := web.Handler()
+	want := map[string]string{
+		"Cross-Origin-Opener-Policy":   "same-origin",
+		"Cross-Origin-Embedder-Policy": "require-corp",
+		"Cross-Origin-Resource-Policy": "same-origin",
+	}
+	for _, p := range []string{"/", "/static/worker.js", "/static/gemm-helper.js", "/static/volunteer.js"} {
+		rec := get(t, h, p)
+		if rec.Code != 200 {
+			t.Errorf("GET %s = %d", p, rec.Code)
+			continue
+		}
+		for k, v := range want {
+			if got := rec.Header().Get(k); got != v {
+				t.Errorf("GET %s: %s %q, want %q", p, k, got, v)
+			}
+		}
+	}
+}
+
 // TestHandlerWithoutClient: with no build outputs the page says how to build
 // them and cannot start; with them it can.
 func TestHandlerWithoutClient(t *testing.T) {

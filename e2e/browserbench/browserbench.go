@@ -60,7 +60,8 @@ func Run(ctx context.Context, out io.Writer) error {
 }
 
 // RunWith measures the WebGPU tab, the native BLAS worker and the CPU-WASM
-// tab, in that order, printing each line as it is measured; the last line
+// tabs (the kernel's two-thread pool where the page has one, then one
+// thread), in that order, printing each line as it is measured; the last line
 // is "cpu-wasm: N GFLOP/s". A WebGPU failure (no adapter) is printed and
 // not an error; a CPU-WASM failure is.
 func RunWith(ctx context.Context, out io.Writer, o Options) ([]Result, error) {
@@ -111,18 +112,30 @@ func RunWith(ctx context.Context, out io.Writer, o Options) ([]Result, error) {
 		fmt.Fprintf(out, "native-blas: %.1f GFLOP/s on %s %s\n", native.GFLOPS, native.Device, runsText(native.Runs))
 	}
 
-	cpu := inTab(ctx, b, base, "cpu-wasm", o)
+	// The kernel's two-thread pool first, where the page has it; the
+	// headline figure is one thread's.
+	if pool := inTabThreads(ctx, b, base, "cpu-wasm", 2, o); pool.Err == nil && strings.Contains(pool.Device, "2 threads") {
+		results = append(results, pool)
+		fmt.Fprintf(out, "cpu-wasm, 2 threads: %.1f GFLOP/s on %s %s%s\n", pool.GFLOPS, pool.Device, runsText(pool.Runs), kernelText(pool))
+	}
+	cpu := inTabThreads(ctx, b, base, "cpu-wasm", 1, o)
 	results = append(results, cpu)
 	if cpu.Err != nil {
 		return results, cpu.Err
 	}
-	fmt.Fprintf(out, "cpu-wasm runs on %s %s\n", cpu.Device, runsText(cpu.Runs))
-	if cpu.KernelGFLOPS > 0 {
-		fmt.Fprintf(out, "cpu-wasm kernel alone in the same tab (no copies, no Go glue): %.1f GFLOP/s; end to end is %.0f%% of it\n",
-			cpu.KernelGFLOPS, 100*cpu.GFLOPS/cpu.KernelGFLOPS)
-	}
+	fmt.Fprintf(out, "cpu-wasm runs on %s %s%s\n", cpu.Device, runsText(cpu.Runs), kernelText(cpu))
 	fmt.Fprintf(out, "cpu-wasm: %.1f GFLOP/s\n", cpu.GFLOPS)
 	return results, nil
+}
+
+// kernelText tells the same tab's kernel-alone figure, the baseline of the
+// end-to-end one.
+func kernelText(r Result) string {
+	if r.KernelGFLOPS <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; the kernel alone in the same tab (no copies, no Go glue) %.1f GFLOP/s, end to end is %.0f%% of it",
+		r.KernelGFLOPS, 100*r.GFLOPS/r.KernelGFLOPS)
 }
 
 func runsText(runs []float64) string {
@@ -171,6 +184,12 @@ type benchReply struct {
 
 // inTab opens a tab of the page and times the shard on backend there.
 func inTab(ctx context.Context, b *browser.Browser, base, backend string, o Options) Result {
+	return inTabThreads(ctx, b, base, backend, 0, o)
+}
+
+// inTabThreads is inTab with cpu-wasm on threads of its kernel pool (0: as
+// the tab has it).
+func inTabThreads(ctx context.Context, b *browser.Browser, base, backend string, threads int, o Options) Result {
 	res := Result{Backend: backend}
 	tab, cancel := b.NewTab()
 	defer cancel()
@@ -180,8 +199,8 @@ func inTab(ctx context.Context, b *browser.Browser, base, backend string, o Opti
 		res.Err = fmt.Errorf("%w: opening the page: %w", ErrBench, err)
 		return res
 	}
-	js := fmt.Sprintf(`neurolovPage.bench({backend: %q, kernel: %q, runs: %d, batch: %d}).then(r => r, e => ({error: String(e && e.message || e)}))`,
-		backend, shaders.MLPInfer, o.Runs, o.Batch)
+	js := fmt.Sprintf(`neurolovPage.bench({backend: %q, kernel: %q, runs: %d, batch: %d, threads: %d}).then(r => r, e => ({error: String(e && e.message || e)}))`,
+		backend, shaders.MLPInfer, o.Runs, o.Batch, threads)
 	r, err := chromedp.Run(tctx, chromedp.Evaluate[benchReply](js, chromedp.EvalAwaitPromise))
 	switch {
 	case err != nil:

@@ -74,7 +74,8 @@ func Main() {
 		"bench": js.FuncOf(func(_ js.Value, args []js.Value) any {
 			o := arg(args, 0)
 			opts := BenchOptions{Kernel: field(o, "kernel"), Backend: field(o, "backend"),
-				Runs: int(number(get(o, "runs"), 5)), Batch: int(number(get(o, "batch"), 0))}
+				Runs: int(number(get(o, "runs"), 5)), Batch: int(number(get(o, "batch"), 0)),
+				Threads: int(number(get(o, "threads"), 0))}
 			return promise(func() (any, error) {
 				r, err := c.Bench(context.Background(), opts)
 				if err != nil {

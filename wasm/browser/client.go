@@ -276,12 +276,11 @@ func (c *Client) prepare(ctx context.Context, o StartOptions) (*supervisor, erro
 		return nil, err
 	}
 	in := MLPShard(measureBatch)
-	cpuSpeed, _, err := Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+	cpuSpeed, note, err := measureCPU(ctx, cpu, in)
 	if err != nil {
 		return nil, fmt.Errorf("browser: measuring the CPU backend: %w", err)
 	}
 	var gpuSpeed *float64
-	note := ""
 	if gpu != nil {
 		v, _, err := Measure(ctx, gpu, shaders.MLPInfer, in, 0, 3)
 		switch {
@@ -290,11 +289,11 @@ func (c *Client) prepare(ctx context.Context, o StartOptions) (*supervisor, erro
 		case o.Backend == BackendWebGPU:
 			return nil, fmt.Errorf("%w: measuring: %w", ErrNoWebGPU, err)
 		default:
-			note = "WebGPU failed its measurement (" + err.Error() + "); "
+			note += "WebGPU failed its measurement (" + err.Error() + "); "
 			gpu = nil
 		}
 	} else if err := c.gpuError(); err != nil && o.Backend == BackendAuto {
-		note = "WebGPU unavailable (" + err.Error() + "); "
+		note += "WebGPU unavailable (" + err.Error() + "); "
 	}
 	useGPU := gpu != nil && (o.Backend == BackendWebGPU || (o.Backend == BackendAuto && *gpuSpeed > cpuSpeed))
 	var adapter *Adapter
@@ -340,6 +339,45 @@ func (c *Client) prepare(ctx context.Context, o StartOptions) (*supervisor, erro
 	}
 	sw.onShard = c.recordSpeed
 	return sup, nil
+}
+
+// threadedCPU is a CPU backend that can run on a pool of threads
+// (simdgemm.Backend on a cross-origin isolated page).
+type threadedCPU interface {
+	Threads() (threads, pool int)
+	SetThreads(n int)
+}
+
+// measureCPU measures the CPU backend on the MLP shard in; with a pool of
+// threads it measures one thread and the whole pool, keeps the faster and
+// says so in the note it returns (a pool loses on a machine whose other
+// cores are busy).
+func measureCPU(ctx context.Context, cpu worker.Backend, in []*tensor.Tensor) (gflops float64, note string, err error) {
+	tc, ok := cpu.(threadedCPU)
+	if !ok {
+		gflops, _, err = Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+		return gflops, "", err
+	}
+	_, pool := tc.Threads()
+	if pool < 2 {
+		gflops, _, err = Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+		return gflops, "", err
+	}
+	tc.SetThreads(1)
+	one, _, err := Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+	if err != nil {
+		return 0, "", err
+	}
+	tc.SetThreads(pool)
+	all, _, err := Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+	if err != nil {
+		return 0, "", err
+	}
+	if one >= all {
+		tc.SetThreads(1)
+		return one, fmt.Sprintf("CPU on 1 thread (%.1f GFLOP/s) rather than %d (%.1f); ", one, pool, all), nil
+	}
+	return all, fmt.Sprintf("CPU on %d threads (%.1f GFLOP/s) rather than 1 (%.1f); ", pool, all, one), nil
 }
 
 // backends opens the CPU backend and, unless the page forced the CPU, the
@@ -423,6 +461,9 @@ type BenchOptions struct {
 	Backend string // "cpu-wasm" (default) or "webgpu"
 	Runs    int    // timed runs (default 5)
 	Batch   int    // rows of the shard (default 256)
+	// Threads runs cpu-wasm on this many of its pool's threads for the
+	// benchmark (0: as it is set).
+	Threads int
 }
 
 // BenchResult is a benchmark's outcome.
@@ -479,6 +520,11 @@ func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error)
 		cpu, _, err := c.backends(ctx, BackendCPUWasm)
 		if err != nil {
 			return BenchResult{}, err
+		}
+		if tc, ok := cpu.(threadedCPU); ok && o.Threads > 0 {
+			prev, _ := tc.Threads()
+			tc.SetThreads(o.Threads)
+			defer tc.SetThreads(prev)
 		}
 		b = cpu
 	case BackendWebGPU:

@@ -398,3 +398,32 @@ func TestBench(t *testing.T) {
 		t.Fatalf("mlp-infer batch 256: %g FLOPs, want %g", r.FLOPs, want)
 	}
 }
+
+// TestMeasureCPUThreads: with a pool of threads the CPU backend is measured
+// on one thread and on the pool, and the faster is kept and named.
+func TestMeasureCPUThreads(t *testing.T) {
+	in := MLPShard(8)
+	for _, tc := range []struct {
+		name      string
+		one, two  time.Duration
+		want      int
+		wantWords string
+	}{
+		{"pool faster", 40 * time.Millisecond, 10 * time.Millisecond, 2, "CPU on 2 threads"},
+		{"one faster", 10 * time.Millisecond, 40 * time.Millisecond, 1, "CPU on 1 thread"},
+	} {
+		f := &fakePool{fakeBackend: fakeBackend{name: BackendCPUWasm}, delay: map[int]time.Duration{1: tc.one, 2: tc.two}}
+		f.threads.Store(2)
+		gflops, note, err := measureCPU(context.Background(), f, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := f.Threads(); got != tc.want || !strings.Contains(note, tc.wantWords) || gflops <= 0 {
+			t.Errorf("%s: %d threads, %v GFLOP/s, note %q; want %d threads and %q", tc.name, got, gflops, note, tc.want, tc.wantWords)
+		}
+	}
+	// Without a pool: one measurement, no note.
+	if _, note, err := measureCPU(context.Background(), &fakeBackend{name: BackendCPUWasm}, in); err != nil || note != "" {
+		t.Errorf("no pool: note %q, err %v", note, err)
+	}
+}

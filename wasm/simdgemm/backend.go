@@ -60,8 +60,46 @@ func New(mod Module, opts Options) *Backend {
 // Name returns "cpu-wasm", the backend reported to the coordinator.
 func (*Backend) Name() string { return "cpu-wasm" }
 
-// Device describes the kernel.
-func (*Backend) Device() string { return "WASM SIMD f32x4, 4×8 GEMM, 1 thread" }
+// Device describes the kernel and the threads it runs on.
+func (b *Backend) Device() string {
+	threads, pool := b.Threads()
+	switch {
+	case pool == 1:
+		return "WASM SIMD f32x4, 4×8 GEMM, 1 thread"
+	case threads == 1:
+		return fmt.Sprintf("WASM SIMD f32x4, 4×8 GEMM, 1 thread (of a pool of %d)", pool)
+	}
+	return fmt.Sprintf("WASM SIMD f32x4, 4×8 GEMM, %d threads (shared memory)", threads)
+}
+
+// threadPool is a Module whose nl_gemm can run on several threads (the
+// pool of web/static/worker.js).
+type threadPool interface {
+	PoolSize() int
+	Threads() int
+	SetThreads(n int)
+}
+
+// Threads returns the threads the kernel runs on and the most it can
+// (1 and 1 without a pool).
+func (b *Backend) Threads() (threads, pool int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p, ok := b.mod.(threadPool); ok {
+		return p.Threads(), p.PoolSize()
+	}
+	return 1, 1
+}
+
+// SetThreads makes the kernel run on n threads, 1 up to the pool's size;
+// without a pool it does nothing.
+func (b *Backend) SetThreads(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p, ok := b.mod.(threadPool); ok {
+		p.SetThreads(n)
+	}
+}
 
 // CacheStats reports the resident prepared weights: hits and misses since
 // New, and the bytes they hold.

@@ -15,6 +15,12 @@
 // (shaders.MatMulBiasReLUIn), so results agree with it, well within the
 // float32 bound of shaders.BoundMatMul (bit for bit in the tests).
 //
+// On a cross-origin isolated page the client's worker may instead load
+// gemm-shared.wasm, the same kernel on a shared memory, and split each
+// nl_gemm call by rows with a helper worker (web/static/worker.js and
+// gemm-helper.js); the Module then reports its pool (PoolSize, Threads,
+// SetThreads) and Backend.SetThreads chooses how many threads run.
+//
 // The package is portable: Backend drives any Module; Load (GOOS=js) wraps
 // the real gemm.wasm. Native tests use a Go model of the module; the real
 // module is tested in node by TestWasmInNode, which builds it with clang

@@ -15,6 +15,9 @@ type jsModule struct {
 	buf             js.Value // memory.buffer, replaced when the memory grows
 	pack, gemm      js.Value
 	heapBase        uint32
+	pool            int      // threads the kernel pool has (1: no pool)
+	setThreads      js.Value // nl_set_threads, with a pool
+	threads         int      // threads in use
 }
 
 // Load wraps the exports of an instantiated gemm.wasm (the instance's
@@ -36,7 +39,27 @@ func Load(exports js.Value) (Module, error) {
 	m.buf = m.memory.Get("buffer")
 	m.pack, m.gemm = exports.Get("nl_pack_b"), exports.Get("nl_gemm")
 	m.heapBase = uint32(exports.Call("nl_heap_base").Int())
+	m.pool, m.threads = 1, 1
+	if size, set, cur := exports.Get("nl_pool_size"), exports.Get("nl_set_threads"), exports.Get("nl_threads"); size.Type() == js.TypeFunction &&
+		set.Type() == js.TypeFunction && cur.Type() == js.TypeFunction {
+		m.pool, m.setThreads, m.threads = max(1, size.Invoke().Int()), set, max(1, cur.Invoke().Int())
+	}
 	return m, nil
+}
+
+// PoolSize is the number of threads nl_gemm can run on: 2 with the pool
+// that web/static/worker.js starts on a cross-origin isolated page, else 1.
+func (m *jsModule) PoolSize() int { return m.pool }
+
+// Threads is the number of threads nl_gemm runs on now.
+func (m *jsModule) Threads() int { return m.threads }
+
+// SetThreads makes nl_gemm run on n threads (1 up to PoolSize).
+func (m *jsModule) SetThreads(n int) {
+	if m.pool > 1 {
+		m.threads = min(max(n, 1), m.pool)
+		m.setThreads.Invoke(m.threads)
+	}
 }
 
 func (m *jsModule) HeapBase() uint32 { return m.heapBase }

@@ -22,6 +22,11 @@ const (
 	WasmExecFile = "dist/wasm_exec.js"
 	ClientFile   = "dist/neurolov.wasm"
 	KernelFile   = "dist/gemm.wasm"
+	// SharedKernelFile and HelperFile make the kernel's two-thread pool on
+	// a cross-origin isolated page; without them the kernel runs on one
+	// thread.
+	SharedKernelFile = "dist/gemm-shared.wasm"
+	HelperFile       = "gemm-helper.js"
 )
 
 // clientFiles are the browser client's files; the page can start only when
@@ -38,8 +43,9 @@ var backends = []struct{ Value, Label string }{
 // Config is handed to the page script as JSON (element #neurolov-config).
 type Config struct {
 	// Worker is the Web Worker script's URL. Its query string repeats the
-	// client's file URLs (wasm_exec, client, kernel), so the worker can load
-	// them before the start message arrives.
+	// client's file URLs (wasm_exec, client, kernel, and kernel_shared and
+	// helper when the kernel pool's files are built), so the worker can
+	// load them before the start message arrives.
 	Worker string `json:"worker"`
 	// WasmExec, Client and Kernel are the URLs of wasm_exec.js, the Go
 	// client and the SIMD kernel.
@@ -110,9 +116,14 @@ func (h *Handler) View(backend string) View {
 		WasmExec: link(WasmExecFile), Client: link(ClientFile), Kernel: link(KernelFile),
 		Ledger: "/v1/ledger", Ready: len(v.Missing) == 0,
 	}
-	c.Worker = link(WorkerFile) + "?" + url.Values{
-		"wasm_exec": {c.WasmExec}, "client": {c.Client}, "kernel": {c.Kernel},
-	}.Encode()
+	query := url.Values{"wasm_exec": {c.WasmExec}, "client": {c.Client}, "kernel": {c.Kernel}}
+	shared, okShared := h.assets.URL(SharedKernelFile)
+	helper, okHelper := h.assets.URL(HelperFile)
+	if okShared && okHelper {
+		query.Set("kernel_shared", shared)
+		query.Set("helper", helper)
+	}
+	c.Worker = link(WorkerFile) + "?" + query.Encode()
 	v.Config = c
 	return v
 }

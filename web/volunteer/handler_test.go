@@ -222,3 +222,32 @@ func TestAccessibleForm(t *testing.T) {
 		t.Error("no viewport meta")
 	}
 }
+
+// TestWorkerQueryKernelPool: the worker is told where the kernel pool's
+// files are when both are served, and not otherwise (it then runs the
+// kernel on one thread).
+func TestWorkerQueryKernelPool(t *testing.T) {
+	withPool := allAssets()
+	withPool[volunteer.SharedKernelFile] = true
+	withPool[volunteer.HelperFile] = true
+	halfPool := allAssets()
+	halfPool[volunteer.SharedKernelFile] = true
+	for _, tc := range []struct {
+		name   string
+		assets fakeAssets
+		want   bool
+	}{{"both files", withPool, true}, {"no helper", halfPool, false}, {"neither", allAssets(), false}} {
+		u, err := url.Parse(volunteer.New(tc.assets).View("").Config.Worker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		got := q.Get("kernel_shared") != "" && q.Get("helper") != ""
+		if got != tc.want || (!tc.want && (q.Has("kernel_shared") || q.Has("helper"))) {
+			t.Errorf("%s: worker query %v, want the pool's files: %v", tc.name, q, tc.want)
+		}
+		if tc.want && (q.Get("kernel_shared") != "/h/"+volunteer.SharedKernelFile || q.Get("helper") != "/h/"+volunteer.HelperFile) {
+			t.Errorf("%s: worker query %v", tc.name, q)
+		}
+	}
+}
