@@ -105,7 +105,7 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	go c.pingLoop()
 	err = c.readLoop()
 	switch {
-	case err == nil || errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
+	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
 	case errors.Is(err, errTooBig):
 		c.closeWith(statusTooBig, err.Error())
 	default:

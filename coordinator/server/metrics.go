@@ -1,6 +1,9 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
 
 // metrics are the coordinator's Prometheus series, on a registry of its own
 // so that several servers (tests) do not collide.
@@ -45,6 +48,6 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.workers, m.leases, m.jobs, m.results, m.accepted, m.rejected, m.corrections, m.caught,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

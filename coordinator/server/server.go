@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/neurolov/neurolov/coordinator/planner"
@@ -133,7 +132,6 @@ type Server struct {
 
 	events chan event
 	done   chan struct{}
-	wg     sync.WaitGroup
 
 	// Loop-owned state (touched only by the loop goroutine).
 	sched   *scheduler.Scheduler

@@ -25,10 +25,6 @@ const (
 	usageStaging = wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst
 )
 
-// waitLimit bounds how long a submission may take before the device is
-// declared lost (far beyond MaxSubmit: a hung or broken driver).
-const waitLimit = 2 * time.Minute
-
 // Device is an open WebGPU device running the kernels. Its methods are safe
 // for concurrent use (they serialize). Work is queued into a batch that is
 // submitted, and waited for, when its estimated time reaches

@@ -11,6 +11,10 @@ import (
 	"github.com/cogentcore/webgpu/wgpu"
 )
 
+// waitLimit bounds how long a submission may take before the device is
+// declared lost (far beyond MaxSubmit: a hung or broken driver).
+const waitLimit = 2 * time.Minute
+
 // platform holds what the native build keeps besides the device.
 type platform struct {
 	inst    *wgpu.Instance

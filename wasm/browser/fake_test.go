@@ -41,19 +41,3 @@ func (f *fakeBackend) Run(ctx context.Context, kernel string, in []*tensor.Tenso
 	}
 	return shaders.Reference(kernel, in)
 }
-
-// fakePool is a fakeBackend with a pool of threads: each run takes
-// delay[threads].
-type fakePool struct {
-	fakeBackend
-	delay   map[int]time.Duration
-	threads atomic.Int64
-}
-
-func (f *fakePool) Threads() (threads, pool int) { return int(f.threads.Load()), 2 }
-func (f *fakePool) SetThreads(n int)             { f.threads.Store(int64(n)) }
-
-func (f *fakePool) Run(ctx context.Context, kernel string, in []*tensor.Tensor) ([]*tensor.Tensor, error) {
-	time.Sleep(f.delay[int(f.threads.Load())]) // simulated compute time, not synchronisation
-	return shaders.Reference(kernel, in)
-}
