@@ -66,16 +66,16 @@ type exactElem struct {
 // and odd k, so that the loads and additions overlap.
 func (l *layer) exact(i, j int) exactElem {
 	row := l.a[i*l.k : (i+1)*l.k]
-	bAt := func(kk int) float32 { return l.b[kk*l.n+j] }
+	// Column j of B: element kk at col[kk*stride].
+	col, stride := l.b[j:], l.n
 	if l.bCols != nil {
-		col := l.bCols[j*l.k : (j+1)*l.k]
-		bAt = func(kk int) float32 { return col[kk] }
+		col, stride = l.bCols[j*l.k:(j+1)*l.k], 1
 	}
 	var v0, v1, s0, s1, a0, a1, b0, b1 float64
 	kk := 0
 	for ; kk+2 <= len(row); kk += 2 {
 		x0, x1 := l.input(row[kk]), l.input(row[kk+1])
-		y0, y1 := float64(bAt(kk)), float64(bAt(kk+1))
+		y0, y1 := float64(col[kk*stride]), float64(col[(kk+1)*stride])
 		ax0, ax1, ay0, ay1 := math.Abs(x0), math.Abs(x1), math.Abs(y0), math.Abs(y1)
 		v0 += x0 * y0
 		v1 += x1 * y1
@@ -87,7 +87,7 @@ func (l *layer) exact(i, j int) exactElem {
 		b1 += ay1
 	}
 	if kk < len(row) {
-		x0, y0 := l.input(row[kk]), float64(bAt(kk))
+		x0, y0 := l.input(row[kk]), float64(col[kk*stride])
 		v0 += x0 * y0
 		s0 += math.Abs(x0) * math.Abs(y0)
 		a0 += math.Abs(x0)

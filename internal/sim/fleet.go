@@ -40,13 +40,15 @@ type FleetConfig struct {
 	Scheduler *scheduler.Config
 	// Log, when set, is told when a cheater is caught.
 	Log func(format string, args ...any)
-	// Baseline, when set, is called on the fleet's thread about every
-	// BaselineEvery steps of the run (default 1,000), so that a reference
-	// cost can be sampled under the same conditions as the verification
-	// it is compared with; its CPU is not counted in the report.
-	Baseline      func()
-	BaselineEvery int
+	// Baseline, when set, is called on the fleet's thread every
+	// baselineEvery steps of the run, so that a reference cost can be
+	// sampled under the same conditions as the verification it is
+	// compared with; its CPU is not counted in the report.
+	Baseline func()
 }
+
+// baselineEvery is the steps between two calls of FleetConfig.Baseline.
+const baselineEvery = 1000
 
 // FleetReport is what a fleet run measured.
 type FleetReport struct {
@@ -292,10 +294,6 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 	}
 
 	var baselineCPU time.Duration
-	baselineEvery := cfg.BaselineEvery
-	if baselineEvery <= 0 {
-		baselineEvery = 1000
-	}
 	// Drive: answer one lease of a random busy worker per step.
 	stall := 0
 	for step := 0; ; step++ {

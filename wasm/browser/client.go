@@ -353,23 +353,26 @@ type threadedCPU interface {
 // says so in the note it returns (a pool loses on a machine whose other
 // cores are busy).
 func measureCPU(ctx context.Context, cpu worker.Backend, in []*tensor.Tensor) (gflops float64, note string, err error) {
-	tc, ok := cpu.(threadedCPU)
-	if !ok {
-		gflops, _, err = Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
-		return gflops, "", err
+	measure := func() (float64, error) {
+		v, _, err := Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+		return v, err
 	}
-	_, pool := tc.Threads()
+	tc, ok := cpu.(threadedCPU)
+	pool := 1
+	if ok {
+		_, pool = tc.Threads()
+	}
 	if pool < 2 {
-		gflops, _, err = Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+		gflops, err = measure()
 		return gflops, "", err
 	}
 	tc.SetThreads(1)
-	one, _, err := Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+	one, err := measure()
 	if err != nil {
 		return 0, "", err
 	}
 	tc.SetThreads(pool)
-	all, _, err := Measure(ctx, cpu, shaders.MLPInfer, in, measureWarm, 5)
+	all, err := measure()
 	if err != nil {
 		return 0, "", err
 	}
@@ -497,8 +500,9 @@ func (r BenchResult) Map() map[string]any {
 
 // Bench times a shard end to end (copies and Go glue included) on a
 // backend, with a warm-up first, and then, as a same-run baseline, the
-// kernel alone where the backend can time it (cpu-wasm). It uses the backends directly, not the
-// worker's gate: run it while the client is idle or paused.
+// kernel alone where the backend can time it (cpu-wasm). It uses the
+// backends directly, not the worker's gate: run it while the client is
+// idle or paused.
 func (c *Client) Bench(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	if o.Kernel == "" {
 		o.Kernel = shaders.MLPInfer
