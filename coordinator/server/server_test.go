@@ -76,6 +76,12 @@ func TestEndToEndMatmulOverWebSockets(t *testing.T) {
 	a, b := randomTensor(rng, 20, 13), randomTensor(rng, 13, 17)
 	ctx := context.Background()
 	cl := c.client()
+	// Workers connect in the background: submit once all three are known, or
+	// the two first may finish the job before the third says hello.
+	waitFor(t, "three workers", func() bool {
+		ws, err := cl.Workers(ctx)
+		return err == nil && len(ws) == 3
+	})
 	job, err := cl.SubmitMatmul(ctx, a, b, client.SubmitOptions{Replication: 2})
 	if err != nil {
 		t.Fatal(err)
