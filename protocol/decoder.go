@@ -121,6 +121,10 @@ func (d *Decoder) Decode(frame []byte, fn func(Message) error) error {
 	return nil
 }
 
+// Remaining returns, while fn runs in Decode, how many messages of the
+// frame come after the one fn was given (to size a batch at once).
+func (d *Decoder) Remaining() int { return max(d.r.count-d.r.index-1, 0) }
+
 // checkFrame validates the frame header and the message headers (types and
 // lengths) and returns the message count.
 func checkFrame(frame []byte) (int, error) {

@@ -395,3 +395,21 @@ func TestNumElements(t *testing.T) {
 		t.Fatal("numElements accepts a bad shape")
 	}
 }
+
+func TestDecoderRemaining(t *testing.T) {
+	frame, err := Encode(&Heartbeat{Seq: 1}, &Cancel{Lease: 2}, &Heartbeat{Seq: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	var got []int
+	if err := d.Decode(frame, func(Message) error {
+		got = append(got, d.Remaining())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, []int{2, 1, 0}) {
+		t.Fatalf("Remaining during Decode = %v, want [2 1 0]", got)
+	}
+}

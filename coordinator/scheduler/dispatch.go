@@ -217,7 +217,7 @@ func (s *Scheduler) newLease(now time.Time, wk *worker) *lease {
 	s.nextLease++
 	l := &lease{id: s.nextLease, worker: wk, deadline: now.Add(s.cfg.LeaseTimeout)}
 	s.leases[l.id] = l
-	wk.leases[l.id] = l
+	wk.leases = append(wk.leases, l)
 	s.expiry = append(s.expiry, l)
 	return l
 }

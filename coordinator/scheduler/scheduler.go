@@ -80,12 +80,25 @@ type shard struct {
 	results    []result
 	leases     []*lease  // outstanding leases
 	tried      []Address // addresses holding a lease or a result: never twice
+	// Inline backing for the three slices above: most shards see one or
+	// two replicas, and this saves three allocations per shard.
+	resultBuf [2]result
+	leaseBuf  [2]*lease
+	triedBuf  [2]Address
 
 	accepted []*tensor.Tensor
 	vouchers []Address
 	reverify bool // verifying again after a voucher was caught
 	audited  bool // an audit replica agreed with the accepted result
 	heavy    bool
+}
+
+// dropResults forgets sh's gathered results, clearing the inline buffer
+// too so that no rejected output stays reachable through it.
+func (sh *shard) dropResults() {
+	clear(sh.results)
+	clear(sh.resultBuf[:])
+	sh.results = sh.resultBuf[:0]
 }
 
 type result struct {
@@ -107,7 +120,7 @@ type lease struct {
 
 type worker struct {
 	Worker
-	leases map[LeaseID]*lease
+	leases []*lease // outstanding, at most Window: a scan beats a map
 	rep    *reputation
 	gone   bool
 	idle   bool // listed in Scheduler.idle (removed only by fillAll)
@@ -190,8 +203,11 @@ func (s *Scheduler) SubmitJob(now time.Time, j Job) []Action {
 	}
 	jb := &job{id: j.ID, replication: j.Replication, remaining: len(j.Tasks)}
 	jb.shards = make([]*shard, len(j.Tasks))
+	shards := make([]shard, len(j.Tasks)) // one allocation for the job
 	for i := range j.Tasks {
-		sh := &shard{job: jb, index: i, task: j.Tasks[i]}
+		sh := &shards[i]
+		sh.job, sh.index, sh.task = jb, i, j.Tasks[i]
+		sh.results, sh.leases, sh.tried = sh.resultBuf[:0], sh.leaseBuf[:0], sh.triedBuf[:0]
 		sh.heavy = (s.cfg.HeavyFLOPs > 0 && sh.task.FLOPs > s.cfg.HeavyFLOPs) ||
 			(s.cfg.HeavyBytes > 0 && sh.task.Bytes > s.cfg.HeavyBytes)
 		jb.shards[i] = sh
@@ -214,7 +230,7 @@ func (s *Scheduler) WorkerJoined(now time.Time, w Worker) []Action {
 	if w.Window < 1 {
 		w.Window = 1
 	}
-	wk := &worker{Worker: w, leases: make(map[LeaseID]*lease), rep: rep}
+	wk := &worker{Worker: w, rep: rep}
 	s.workers[w.ID] = wk
 	rep.conns = append(rep.conns, wk)
 	if s.isTrusted(rep) {
@@ -253,7 +269,7 @@ func (s *Scheduler) removeWorker(wk *worker, why string) {
 	if wk.Backend == BackendNativeGPU {
 		s.gpus--
 	}
-	for _, l := range wk.leases {
+	for _, l := range slices.Clone(wk.leases) { // dropLease edits wk.leases
 		s.dropLease(l)
 		if l.shard != nil {
 			s.failReplica(l, why, true)
@@ -442,20 +458,23 @@ func (s *Scheduler) resolve(sh *shard) {
 	}
 	// Find the heaviest group agreeing with one representative; a trusted
 	// address's vote weighs TrustedWeight, a new identity's 1.
+	// Small votes group on the stack: append moves a slice to the heap
+	// only past maxInline results.
+	var groupBuf, bestBuf, weightBuf [maxInline]int
 	var bestGroup []int
 	best, total := 0, 0
-	weights := make([]int, n) // weight of the group agreeing with result i
+	weights := weightBuf[:0] // weight of the group agreeing with result i
 	for i := 0; i < n; i++ {
 		total += s.weight(sh.results[i].addr)
-		group := []int{i}
+		group := append(groupBuf[:0], i)
 		for j := 0; j < n; j++ {
 			if j != i && s.check.Agree(&sh.task, sh.results[i].outputs, sh.results[j].outputs) {
 				group = append(group, j)
 			}
 		}
-		weights[i] = s.groupWeight(sh, group)
+		weights = append(weights, s.groupWeight(sh, group))
 		if weights[i] > best {
-			bestGroup, best = group, weights[i]
+			bestGroup, best = append(bestBuf[:0], group...), weights[i]
 		}
 		if len(group) == n {
 			break
@@ -468,7 +487,7 @@ func (s *Scheduler) resolve(sh *shard) {
 		}
 	}
 	if len(bestGroup) == n {
-		s.accept(sh, bestGroup, fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n))
+		s.accept(sh, bestGroup, allAgree(n))
 		return
 	}
 	// A dispute is decided by at least two agreeing results that outweigh
@@ -514,6 +533,25 @@ func (s *Scheduler) resolve(sh *shard) {
 	} else {
 		s.need(&s.urgent, sh, true)
 	}
+}
+
+// maxInline is the number of results resolve groups without allocating.
+const maxInline = 8
+
+// agreeMethods are the methods of unanimous votes, made once.
+var agreeMethods = func() (m [maxInline + 1]string) {
+	for n := range m {
+		m[n] = fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n)
+	}
+	return m
+}()
+
+// allAgree names the method of a unanimous vote of n results.
+func allAgree(n int) string {
+	if n < len(agreeMethods) {
+		return agreeMethods[n]
+	}
+	return fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n)
 }
 
 // TrustedWeight is the weight of a trusted address's vote in a dispute.
@@ -572,7 +610,7 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 		}
 		s.payAll(sh, fresh)
 		s.cancelLeases(sh)
-		sh.results = nil
+		sh.dropResults()
 		return
 	}
 	sh.state = shardAccepted
@@ -598,7 +636,7 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 		s.addCanarySource(canarySource{task: &sh.task, outputs: rep, vouched: vouchers})
 	}
 	s.cancelLeases(sh)
-	sh.results = nil
+	sh.dropResults()
 	jb.remaining--
 	if jb.remaining == 0 && jb.state == jobRunning {
 		jb.state = jobDone
@@ -763,7 +801,7 @@ func (s *Scheduler) failJob(jb *job, why string) {
 		if sh.leased > 0 {
 			s.cancelLeases(sh)
 		}
-		sh.results = nil
+		sh.dropResults()
 	}
 	s.emit(Action{Kind: JobFailed, Job: jb.id, Reason: why})
 }
@@ -804,7 +842,12 @@ func (s *Scheduler) dropLease(l *lease) {
 	}
 	l.done = true
 	delete(s.leases, l.id)
-	delete(l.worker.leases, l.id)
+	wl := l.worker.leases
+	if i := slices.Index(wl, l); i >= 0 {
+		last := len(wl) - 1
+		wl[i], wl[last] = wl[last], nil
+		l.worker.leases = wl[:last]
+	}
 	if sh := l.shard; sh != nil {
 		sh.leased--
 		if i := slices.Index(sh.leases, l); i >= 0 {

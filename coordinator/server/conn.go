@@ -234,14 +234,29 @@ func (c *conn) readLoop() error {
 		}
 		buf = frame
 		var batch []event
+		var results []leaseResult // consecutive Results, sent as one event
+		flush := func() {
+			if len(results) > 0 {
+				batch = append(batch, event{kind: evResults, conn: c, results: results})
+				results = nil
+			}
+		}
+		messages := 0
 		err = dec.Decode(frame, func(m protocol.Message) error {
+			messages++
+			if _, ok := m.(*protocol.Result); !ok {
+				flush()
+			}
 			switch m := m.(type) {
 			case *protocol.Result:
 				outs, err := c.outputs(done, m.Outputs)
 				if err != nil {
 					return err
 				}
-				batch = append(batch, event{kind: evResult, conn: c, lease: m.Lease, outputs: outs})
+				if results == nil {
+					results = make([]leaseResult, 0, dec.Remaining()+1)
+				}
+				results = append(results, leaseResult{lease: m.Lease, outputs: outs})
 			case *protocol.Error:
 				batch = append(batch, event{kind: evError, conn: c, lease: m.Lease, msg: m.Message})
 			case *protocol.Fetch:
@@ -266,6 +281,9 @@ func (c *conn) readLoop() error {
 			}
 			return nil
 		})
+		flush()
+		s.metrics.traffic.framesIn.Add(1)
+		s.metrics.traffic.messagesIn.Add(uint64(messages))
 		if len(batch) == 1 {
 			if serr := s.send(batch[0]); serr != nil {
 				return serr
@@ -328,6 +346,11 @@ func (c *conn) pingLoop() {
 
 // writeLoop batches queued messages into frames until the connection ends.
 func (c *conn) writeLoop() {
+	t := &c.srv.metrics.traffic
+	c.out.OnFrame = func(messages int) {
+		t.framesOut.Add(1)
+		t.messagesOut.Add(uint64(messages))
+	}
 	err := c.out.Run(c.ctx, c.ws, func(m protocol.Message, err error) {
 		c.srv.log.Error("message does not fit a frame", "type", fmt.Sprintf("%T", m), "err", err)
 	})

@@ -184,7 +184,7 @@ type event struct {
 	kind    eventKind
 	conn    *conn
 	lease   uint64
-	outputs []*tensor.Tensor
+	results []leaseResult // evResults: consecutive results of one frame
 	msg     string
 	hashes  [][32]byte
 	job     *submission
@@ -194,12 +194,18 @@ type event struct {
 	batch   []event
 }
 
+// leaseResult is one Result message: a lease and its outputs.
+type leaseResult struct {
+	lease   uint64
+	outputs []*tensor.Tensor
+}
+
 type eventKind uint8
 
 const (
 	evJoin eventKind = iota + 1
 	evLeave
-	evResult
+	evResults
 	evError
 	evFetch
 	evSubmit
@@ -280,9 +286,11 @@ func (s *Server) handle(ev event) {
 			s.metrics.workers.WithLabelValues(ev.conn.caps.Backend).Dec()
 			s.apply(s.sched.WorkerLeft(now, ev.conn.id))
 		}
-	case evResult:
-		s.metrics.results.Inc()
-		s.apply(s.sched.Result(now, ev.conn.id, scheduler.LeaseID(ev.lease), ev.outputs))
+	case evResults:
+		s.metrics.results.Add(float64(len(ev.results)))
+		for _, r := range ev.results {
+			s.apply(s.sched.Result(now, ev.conn.id, scheduler.LeaseID(r.lease), r.outputs))
+		}
 	case evError:
 		s.apply(s.sched.WorkerError(now, ev.conn.id, scheduler.LeaseID(ev.lease), ev.msg))
 	case evFetch:
@@ -520,6 +528,10 @@ func (s *Server) Stats(ctx context.Context) (scheduler.Stats, int, error) {
 	})
 	return st, n, err
 }
+
+// Traffic returns the worker traffic counters: frames and the messages
+// they carried, each way.
+func (s *Server) Traffic() Traffic { return s.metrics.traffic.snapshot() }
 
 // Pending returns the replicas the scheduler still has to compute (open
 // leases and queued replicas, re-verifications included).

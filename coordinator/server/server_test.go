@@ -124,8 +124,18 @@ func TestEndToEndMatmulOverWebSockets(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !bytes.Contains(body, []byte("neurolov_shards_verified_total 9")) && !bytes.Contains(body, []byte("neurolov_shards_verified_total")) {
-		t.Fatalf("metrics lack neurolov_shards_verified_total:\n%s", body)
+	for _, want := range []string{
+		"neurolov_shards_verified_total 9",
+		`neurolov_worker_frames_total{direction="in"}`, `neurolov_worker_frames_total{direction="out"}`,
+		`neurolov_worker_messages_total{direction="in"}`, `neurolov_worker_messages_total{direction="out"}`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Fatalf("metrics lack %s:\n%s", want, body)
+		}
+	}
+	tr := c.srv.Traffic()
+	if tr.FramesIn == 0 || tr.MessagesIn < uint64(st.Replicas) || tr.FramesOut == 0 || tr.MessagesOut < uint64(st.Replicas) {
+		t.Fatalf("traffic %+v for %d replicas: every result and assign is a message", tr, st.Replicas)
 	}
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,24 +27,22 @@ import (
 // process over loopback WebSockets, and the shards are tiny so that the
 // figure is the coordinator's overhead (framing, scheduling, verification,
 // store), not compute.
-func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("bench dispatch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	workers := fs.Int("workers", 1000, "simulated workers (in a child process)")
 	shards := fs.Int("shards", 100_000, "tiny shards per run")
 	window := fs.Int("window", 32, "leases granted to each worker")
 	runs := fs.Int("runs", 3, "runs; the median is reported")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the coordinator to this file (go tool pprof)")
+	profiles := addProfileFlags(fs, "the coordinator")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfiles, err := profiles.start()
+	if err != nil {
+		return err
 	}
+	defer func() { err = errors.Join(err, stopProfiles()) }()
 	sc := scheduler.DefaultConfig()
 	sc.CanaryRate = 0.02
 	l, err := startLocal(ctx, server.Config{
@@ -97,6 +96,7 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	for r := 0; r < *runs; r++ {
 		a, b := scaledTensor(rng, 1, 4*(*shards), 4), scaledTensor(rng, 1, 4, 4)
 		before, _, _ := srv.Stats(ctx)
+		traffic0 := srv.Traffic()
 		cpu0, wall0 := rusage.Process(), time.Now()
 		job, err := cl.SubmitMatmul(ctx, a, b, client.SubmitOptions{Name: "bench-dispatch"})
 		if err != nil {
@@ -107,15 +107,26 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		cpu, wall := rusage.Process()-cpu0, time.Since(wall0)
 		after, _, _ := srv.Stats(ctx)
+		traffic := srv.Traffic()
 		replicas := after.Results - before.Results
 		rate := float64(replicas) / cpu.Seconds()
 		rates = append(rates, rate)
-		fmt.Fprintf(stdout, "  run %d: %d replicas verified (%d shards, %.2f per shard) in %.2fs wall, %.2fs coordinator CPU: %.0f replicas/s per core (%.1f µs each)\n",
-			r+1, replicas, *shards, float64(replicas)/float64(*shards), wall.Seconds(), cpu.Seconds(), rate, 1e6/rate)
+		fmt.Fprintf(stdout, "  run %d: %d replicas verified (%d shards, %.2f per shard) in %.2fs wall, %.2fs coordinator CPU: %.0f replicas/s per core (%.1f µs each); messages per frame: %.1f in, %.1f out\n",
+			r+1, replicas, *shards, float64(replicas)/float64(*shards), wall.Seconds(), cpu.Seconds(), rate, 1e6/rate,
+			perFrame(traffic.MessagesIn-traffic0.MessagesIn, traffic.FramesIn-traffic0.FramesIn),
+			perFrame(traffic.MessagesOut-traffic0.MessagesOut, traffic.FramesOut-traffic0.FramesOut))
 	}
 	med := median(rates)
 	fmt.Fprintf(stdout, "dispatch: %.0f replicas/s per core\n", med)
 	return nil
+}
+
+// perFrame is the batching factor: messages per frame (0 without frames).
+func perFrame(messages, frames uint64) float64 {
+	if frames == 0 {
+		return 0
+	}
+	return float64(messages) / float64(frames)
 }
 
 // dispatchFleet is the child process of bench dispatch: n workers with the

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,7 +23,7 @@ import (
 // benchVerify runs the real scheduler and verifier against 100 simulated
 // workers with the cheater mix of the adversarial test, and prints the
 // replication overhead, the wrong results left and the verification cost.
-func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("bench verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	workers := fs.Int("workers", 100, "simulated workers")
@@ -31,17 +32,15 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) err
 	k := fs.Int("k", 256, "inner dimension of the matmul jobs")
 	verbose := fs.Bool("v", false, "print each catch")
 	rejoins := fs.Int("rejoins", 1, "times a caught cheater comes back under a new address (-1: forever)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	profiles := addProfileFlags(fs, "the run")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfiles, err := profiles.start()
+	if err != nil {
+		return err
 	}
+	defer func() { err = errors.Join(err, stopProfiles()) }()
 	compute, backend := fastestCPU()
 	recompute := newRecomputeSampler(compute, *k)
 	cfg := sim.FleetConfig{

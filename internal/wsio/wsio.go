@@ -49,6 +49,10 @@ func ReadFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, err
 
 // Outbox queues messages from any goroutine and writes them in batches.
 type Outbox struct {
+	// OnFrame, when set before Run, is told the number of messages in
+	// each frame Run has written (for metrics of the batching factor).
+	OnFrame func(messages int)
+
 	mu     sync.Mutex
 	out    []protocol.Message
 	closed bool
@@ -115,6 +119,9 @@ func (o *Outbox) Run(ctx context.Context, ws *websocket.Conn, tooBig func(protoc
 			}
 			if err := ws.Write(ctx, websocket.MessageBinary, enc.Bytes()); err != nil {
 				return err
+			}
+			if o.OnFrame != nil {
+				o.OnFrame(enc.Count())
 			}
 		}
 	}
