@@ -259,13 +259,20 @@ func noEOF(err error) error {
 
 // readFloats reads count little-endian float32s from r through buf,
 // growing the result only as bytes arrive, so a header that promises more
-// than the stream holds costs no more memory than the stream delivers.
+// than the stream holds costs no more memory than twice what the stream
+// delivers. The result doubles as it grows (append's gentler growth of
+// large slices would copy and allocate about five times the tensor).
 func readFloats(r io.Reader, count int, buf []byte) ([]float32, error) {
 	data := make([]float32, 0, min(count, len(buf)/4))
 	for len(data) < count {
 		chunk := buf[:4*min(count-len(data), len(buf)/4)]
 		if _, err := io.ReadFull(r, chunk); err != nil {
 			return nil, err
+		}
+		if need := len(data) + len(chunk)/4; need > cap(data) {
+			grown := make([]float32, len(data), min(count, max(2*cap(data), need)))
+			copy(grown, data)
+			data = grown
 		}
 		for i := 0; i < len(chunk); i += 4 {
 			data = append(data, math.Float32frombits(binary.LittleEndian.Uint32(chunk[i:])))

@@ -47,6 +47,9 @@ type Shard struct {
 	FLOPs float64
 	// Bytes is the size of the shard's inputs and outputs, 4 per element.
 	Bytes float64
+	// MaxTensorBytes is the size of the shard's largest input or output:
+	// it must fit one device buffer.
+	MaxTensorBytes float64
 	// Rows and Cols are the half-open region [Rows[0], Rows[1]) ×
 	// [Cols[0], Cols[1]) of the job's output the shard computes. For
 	// mlp-infer, Rows is the batch and Cols spans the logits' width: the
@@ -166,29 +169,29 @@ func planMatmul(a, b *tensor.Tensor, opt Options) ([]Shard, error) {
 
 	// One tensor per row slice of A and per column slice of B, shared by
 	// every shard that uses it.
-	aSlices := make([]*tensor.Tensor, len(rowCuts)-1)
-	for i := range aSlices {
-		r0, r1 := rowCuts[i], rowCuts[i+1]
-		aSlices[i] = rowView(a, r0, r1)
-	}
+	aSlices := rowViews(a, rowCuts)
 	bSlices := make([]*tensor.Tensor, len(colCuts)-1)
 	for j := range bSlices {
 		bSlices[j] = colCopy(b, colCuts[j], colCuts[j+1])
 	}
 
 	shards := make([]Shard, 0, len(aSlices)*len(bSlices))
+	inputs := make([]*tensor.Tensor, 2*cap(shards)) // every shard's pair, one allocation
 	for i, as := range aSlices {
 		for j, bs := range bSlices {
+			in := inputs[2*len(shards) : 2*len(shards)+2 : 2*len(shards)+2]
+			in[0], in[1] = as, bs
 			sh := Shard{
 				Index:  len(shards),
 				Kernel: shaders.Matmul,
-				Inputs: []*tensor.Tensor{as, bs},
+				Inputs: in,
 				Rows:   [2]int{rowCuts[i], rowCuts[i+1]},
 				Cols:   [2]int{colCuts[j], colCuts[j+1]},
 			}
 			tr, tc := sh.Rows[1]-sh.Rows[0], sh.Cols[1]-sh.Cols[0]
-			sh.FLOPs = shaders.FLOPs(shaders.Matmul, sh.Inputs)
+			sh.FLOPs = flops(tr, tc)
 			sh.Bytes = bytes(tr, tc)
+			sh.MaxTensorBytes = 4 * float64(max(tr*k, k*tc, tr*tc))
 			shards = append(shards, sh)
 		}
 	}
@@ -224,21 +227,31 @@ func planMLP(inputs []*tensor.Tensor, opt Options) ([]Shard, error) {
 	}
 	cuts := even(b, rows)
 	width := inputs[len(inputs)-2].Cols()
+	// The largest weight or bias, and the widest row of X or of a Z_l.
+	var maxFixed, maxWidth int
+	maxWidth = x.Cols()
+	for l := 1; l < len(inputs); l += 2 {
+		maxFixed = max(maxFixed, len(inputs[l].Data), len(inputs[l+1].Data))
+		maxWidth = max(maxWidth, inputs[l].Cols())
+	}
+	views := rowViews(x, cuts)
 	shards := make([]Shard, len(cuts)-1)
+	all := make([]*tensor.Tensor, len(inputs)*len(shards)) // every shard's inputs, one allocation
 	for i := range shards {
 		r0, r1 := cuts[i], cuts[i+1]
-		in := make([]*tensor.Tensor, len(inputs))
+		in := all[i*len(inputs) : (i+1)*len(inputs) : (i+1)*len(inputs)]
 		copy(in, inputs)
-		in[0] = rowView(x, r0, r1)
+		in[0] = views[i]
 		_, by := byRows(r1 - r0)
 		shards[i] = Shard{
-			Index:  i,
-			Kernel: shaders.MLPInfer,
-			Inputs: in,
-			FLOPs:  shaders.FLOPs(shaders.MLPInfer, in),
-			Bytes:  by,
-			Rows:   [2]int{r0, r1},
-			Cols:   [2]int{0, width},
+			Index:          i,
+			Kernel:         shaders.MLPInfer,
+			Inputs:         in,
+			FLOPs:          shaders.FLOPs(shaders.MLPInfer, in),
+			Bytes:          by,
+			MaxTensorBytes: 4 * float64(max(maxFixed, (r1-r0)*maxWidth)),
+			Rows:           [2]int{r0, r1},
+			Cols:           [2]int{0, width},
 		}
 	}
 	return shards, nil
@@ -259,15 +272,26 @@ func even(total, size int) []int {
 	return cuts
 }
 
-// rowView returns rows [r0, r1) of a 2-D tensor, sharing its data (capped
-// so that an append cannot reach the rows after it). The whole tensor is
-// returned as is.
-func rowView(t *tensor.Tensor, r0, r1 int) *tensor.Tensor {
-	if r0 == 0 && r1 == t.Rows() {
-		return t
+// rowViews returns rows [cuts[i], cuts[i+1]) of a 2-D tensor for each
+// piece, sharing its data (capped, so an append cannot spill into the next
+// piece); their headers and shapes take one allocation each. A single
+// piece covering every row is the tensor itself.
+func rowViews(t *tensor.Tensor, cuts []int) []*tensor.Tensor {
+	n := len(cuts) - 1
+	if n == 1 && cuts[0] == 0 && cuts[1] == t.Rows() {
+		return []*tensor.Tensor{t}
 	}
 	c := t.Cols()
-	return &tensor.Tensor{Shape: []int{r1 - r0, c}, Data: t.Data[r0*c : r1*c : r1*c]}
+	views := make([]*tensor.Tensor, n)
+	headers := make([]tensor.Tensor, n)
+	shapes := make([]int, 2*n)
+	for i := range views {
+		r0, r1 := cuts[i], cuts[i+1]
+		shapes[2*i], shapes[2*i+1] = r1-r0, c
+		headers[i] = tensor.Tensor{Shape: shapes[2*i : 2*i+2 : 2*i+2], Data: t.Data[r0*c : r1*c : r1*c]}
+		views[i] = &headers[i]
+	}
+	return views
 }
 
 // colCopy returns a copy of columns [c0, c1) of a 2-D tensor. The whole

@@ -135,12 +135,17 @@ func TestShardCostsAndLimits(t *testing.T) {
 					if err != nil {
 						t.Fatalf("shard %d: %v", i, err)
 					}
-					var elems int
+					var elems, largest int
 					for _, in := range sh.Inputs {
 						elems += len(in.Data)
+						largest = max(largest, len(in.Data))
 					}
 					for _, s := range shapes {
 						elems += tensor.NumElements(s)
+						largest = max(largest, tensor.NumElements(s))
+					}
+					if sh.MaxTensorBytes != 4*float64(largest) {
+						t.Errorf("shard %d: MaxTensorBytes %g, want %d (its largest input or output)", i, sh.MaxTensorBytes, 4*largest)
 					}
 					if sh.Bytes != 4*float64(elems) {
 						t.Errorf("shard %d: Bytes %g, want %d", i, sh.Bytes, 4*elems)

@@ -17,7 +17,6 @@ import (
 	"github.com/neurolov/neurolov/coordinator/verify"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/protocol"
-	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -327,7 +326,7 @@ func (s *Server) join(now time.Time, c *conn) {
 func (s *Server) submit(now time.Time, sub *submission) {
 	tasks := make([]scheduler.Task, len(sub.shards))
 	for i, sh := range sub.shards {
-		tasks[i] = scheduler.Task{Kernel: sh.Kernel, Inputs: sh.Inputs, FLOPs: sh.FLOPs, Bytes: sh.Bytes, MaxTensorBytes: largestTensor(sh)}
+		tasks[i] = scheduler.Task{Kernel: sh.Kernel, Inputs: sh.Inputs, FLOPs: sh.FLOPs, Bytes: sh.Bytes, MaxTensorBytes: sh.MaxTensorBytes}
 	}
 	s.jobs[sub.id] = &jobInfo{kernel: sub.kernel, inputs: sub.inputs, shards: sub.shards, plan: sub.plan, started: now}
 	s.metrics.jobs.Inc()
@@ -547,20 +546,6 @@ func (s *Server) Caught(addr scheduler.Address) bool {
 	var caught bool
 	_ = s.call(context.Background(), func() { caught = s.sched.Caught(addr) })
 	return caught
-}
-
-// largestTensor returns the bytes of a shard's largest input or output.
-func largestTensor(sh planner.Shard) float64 {
-	var m int
-	for _, t := range sh.Inputs {
-		m = max(m, t.Len())
-	}
-	if shapes, err := shaders.OutputShapes(sh.Kernel, sh.Inputs); err == nil {
-		for _, s := range shapes {
-			m = max(m, tensor.NumElements(s))
-		}
-	}
-	return 4 * float64(m)
 }
 
 // planFor returns the planner options for a new job: the configured ones,
