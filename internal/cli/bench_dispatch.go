@@ -88,7 +88,8 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	fmt.Fprintf(stdout, "bench dispatch: %d workers connected from a child process; %d tiny matmul shards (4×4·4×4) per run, window %d\n", *workers, *shards, *window)
+	fmt.Fprintf(stdout, "bench dispatch: %d workers connected from a child process; %d tiny matmul shards (4×4·4×4) per run, window %d; coordinator GOGC=%s\n",
+		*workers, *shards, *window, gcTarget(setCoordinatorGC()))
 
 	cl := client.New("http://"+l.addr, client.WithAPIKey(l.key))
 	rng := newRand(1)
@@ -119,6 +120,14 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	med := median(rates)
 	fmt.Fprintf(stdout, "dispatch: %.0f replicas/s per core\n", med)
 	return nil
+}
+
+// gcTarget prints a GC percent as GOGC spells it.
+func gcTarget(percent int) string {
+	if percent < 0 {
+		return "off"
+	}
+	return strconv.Itoa(percent)
 }
 
 // perFrame is the batching factor: messages per frame (0 without frames).

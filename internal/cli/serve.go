@@ -60,6 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // serveUntilDone runs srv's loop and HTTP server on ln until ctx ends.
 func serveUntilDone(ctx context.Context, srv *server.Server, ln net.Listener) error {
+	setCoordinatorGC()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	loopDone := make(chan error, 1)
