@@ -274,8 +274,15 @@ func even(total, size int) []int {
 
 // rowViews returns rows [cuts[i], cuts[i+1]) of a 2-D tensor for each
 // piece, sharing its data (capped, so an append cannot spill into the next
-// piece); their headers and shapes take one allocation each. A single
-// piece covering every row is the tensor itself.
+// piece). A single piece covering every row is the tensor itself.
+//
+// Each view is allocated on its own, never in one slab per job: the
+// verifier's input cache takes a weak pointer to every tensor it checks,
+// the runtime keeps the weak handles of one memory span in a sorted list,
+// and so a slab of a job's 100k views made each weak.Make walk a list as
+// long as the job — quadratic, 55% of the coordinator's CPU in bench
+// dispatch. Views allocated alone share a span with at most a few hundred
+// other small objects.
 func rowViews(t *tensor.Tensor, cuts []int) []*tensor.Tensor {
 	n := len(cuts) - 1
 	if n == 1 && cuts[0] == 0 && cuts[1] == t.Rows() {
@@ -283,13 +290,9 @@ func rowViews(t *tensor.Tensor, cuts []int) []*tensor.Tensor {
 	}
 	c := t.Cols()
 	views := make([]*tensor.Tensor, n)
-	headers := make([]tensor.Tensor, n)
-	shapes := make([]int, 2*n)
 	for i := range views {
 		r0, r1 := cuts[i], cuts[i+1]
-		shapes[2*i], shapes[2*i+1] = r1-r0, c
-		headers[i] = tensor.Tensor{Shape: shapes[2*i : 2*i+2 : 2*i+2], Data: t.Data[r0*c : r1*c : r1*c]}
-		views[i] = &headers[i]
+		views[i] = &tensor.Tensor{Shape: []int{r1 - r0, c}, Data: t.Data[r0*c : r1*c : r1*c]}
 	}
 	return views
 }

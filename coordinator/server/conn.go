@@ -40,7 +40,10 @@ type conn struct {
 	// (loop-owned).
 	sent map[[32]byte]bool
 
-	out     *wsio.Outbox
+	out *wsio.Outbox
+	// staged is whether messages wait in out for the loop's next flush
+	// (loop-owned).
+	staged  bool
 	ctx     context.Context
 	cancel  context.CancelFunc
 	closeMu sync.Once
@@ -48,9 +51,18 @@ type conn struct {
 	closeDone chan struct{}
 }
 
-// enqueue queues m for the writer. m must not change after the call (the
-// writer encodes it later). Safe from any goroutine.
-func (c *conn) enqueue(m protocol.Message) { c.out.Enqueue(m) }
+// enqueue queues m for the writer, which is woken when the loop has
+// handled the events at hand (Server.flush), so that what one burst of
+// events sends a worker shares its frames. m must not change after the
+// call (the writer encodes it later). Loop only: other goroutines call
+// c.out.Enqueue.
+func (c *conn) enqueue(m protocol.Message) {
+	c.out.Stage(m)
+	if !c.staged {
+		c.staged = true
+		c.srv.staged = append(c.srv.staged, c)
+	}
+}
 
 // closeWith sends Goodbye and closes the connection with a status code and
 // reason, in the background so the caller (often the loop) never blocks on
@@ -273,7 +285,7 @@ func (c *conn) readLoop() error {
 					done[m.Hash] = t
 				}
 			case *protocol.Heartbeat:
-				c.enqueue(&protocol.Heartbeat{Seq: m.Seq, UnixMilli: s.cfg.Now().UnixMilli()})
+				c.out.Enqueue(&protocol.Heartbeat{Seq: m.Seq, UnixMilli: s.cfg.Now().UnixMilli()})
 			case *protocol.Goodbye:
 				return io.EOF
 			default:

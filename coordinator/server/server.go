@@ -141,7 +141,15 @@ type Server struct {
 	jobs    map[scheduler.JobID]*jobInfo
 	addrs   map[scheduler.Address]*addrStats
 	started time.Time
+	// staged are the connections with messages waiting for flush.
+	staged []*conn
 }
+
+// burstEvents bounds how many queued events the loop handles before it
+// flushes what they sent: enough that a burst of result frames from many
+// workers is answered in full frames, few enough that the first answer is
+// not held back long.
+const burstEvents = 64
 
 type jobInfo struct {
 	kernel  string
@@ -236,11 +244,35 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		case ev := <-s.events:
 			s.handle(ev)
+			s.handleQueued(burstEvents - 1)
 		case <-ticker.C:
 			s.apply(s.sched.Tick(s.cfg.Now()))
 			s.metrics.leases.Set(float64(s.sched.OpenLeases()))
 		}
+		s.flush()
 	}
+}
+
+// handleQueued handles up to n events already waiting, without blocking.
+func (s *Server) handleQueued(n int) {
+	for range n {
+		select {
+		case ev := <-s.events:
+			s.handle(ev)
+		default:
+			return
+		}
+	}
+}
+
+// flush wakes the writers of the connections that have messages staged.
+func (s *Server) flush() {
+	for i, c := range s.staged {
+		c.staged = false
+		c.out.Flush()
+		s.staged[i] = nil
+	}
+	s.staged = s.staged[:0]
 }
 
 // send queues ev for the loop; it fails once the loop has stopped.

@@ -62,16 +62,27 @@ type Outbox struct {
 // NewOutbox returns an empty outbox.
 func NewOutbox() *Outbox { return &Outbox{notify: make(chan struct{}, 1)} }
 
-// Enqueue queues m; m must not change afterwards (it is encoded later).
-// Messages queued after Close are dropped.
+// Enqueue queues m and wakes the writer; m must not change afterwards (it
+// is encoded later). Messages queued after Close are dropped.
 func (o *Outbox) Enqueue(m protocol.Message) {
+	o.Stage(m)
+	o.Flush()
+}
+
+// Stage queues m like Enqueue but leaves the writer asleep until the next
+// Flush (or Enqueue), so that a producer with a burst of messages to send
+// has them written together rather than the first few in a frame of their
+// own while it produces the rest.
+func (o *Outbox) Stage(m protocol.Message) {
 	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return
+	if !o.closed {
+		o.out = append(o.out, m)
 	}
-	o.out = append(o.out, m)
 	o.mu.Unlock()
+}
+
+// Flush wakes the writer to send what is queued.
+func (o *Outbox) Flush() {
 	select {
 	case o.notify <- struct{}{}:
 	default:
