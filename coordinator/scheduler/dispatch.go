@@ -96,7 +96,14 @@ func (s *Scheduler) markIdle(wk *worker) {
 }
 
 // fill hands wk leases until its window is full or nothing fits it.
+//
+// A queue that had nothing for wk is not scanned again in the same fill:
+// all a fill adds to the queues are the other replicas of shards wk has
+// just taken, which wk may not take, so the answer cannot change — and a
+// new identity facing a long queue of replicas kept for trusted workers
+// would otherwise scan ScanLimit of them for every slot of its window.
 func (s *Scheduler) fill(now time.Time, wk *worker) {
+	urgentDry, auditsDry := false, false
 	for len(wk.leases) < wk.Window {
 		if s.cfg.CanaryRate > 0 && len(s.canaries) > 0 && (s.urgent.len() > 0 || s.fresh.len() > 0) &&
 			s.rng.Float64() < s.cfg.CanaryRate {
@@ -104,9 +111,15 @@ func (s *Scheduler) fill(now time.Time, wk *worker) {
 				continue
 			}
 		}
-		sh, audit := s.take(now, &s.urgent, wk)
-		if sh == nil && s.auditsOpen(now, wk) {
+		var sh *shard
+		var audit bool
+		if !urgentDry {
+			sh, audit = s.take(now, &s.urgent, wk)
+			urgentDry = sh == nil
+		}
+		if sh == nil && !auditsDry && s.auditsOpen(now, wk) {
 			sh, audit = s.take(now, &s.audits, wk)
+			auditsDry = sh == nil
 		}
 		if sh == nil {
 			sh, audit = s.take(now, &s.fresh, wk)

@@ -324,7 +324,36 @@ func (s *Scheduler) Tick(now time.Time) []Action {
 
 // Result handles a worker's outputs for a lease.
 func (s *Scheduler) Result(now time.Time, id WorkerID, lid LeaseID, outputs []*tensor.Tensor) []Action {
+	one := [1]LeaseResult{{Lease: lid, Outputs: outputs}}
+	return s.Results(now, id, one[:])
+}
+
+// LeaseResult is one result a worker returned: the lease it answers and
+// the outputs.
+type LeaseResult struct {
+	Lease   LeaseID
+	Outputs []*tensor.Tensor
+}
+
+// Results handles several results of one worker, in order, as Result
+// would one by one, but refills the worker's window once at the end:
+// results arrive in frames of many, and one fill scans the queues once for
+// all the leases they free rather than once per lease.
+func (s *Scheduler) Results(now time.Time, id WorkerID, rs []LeaseResult) []Action {
 	s.begin(now)
+	for _, r := range rs {
+		s.result(id, r.Lease, r.Outputs)
+	}
+	if wk := s.workers[id]; wk != nil && !wk.gone {
+		s.fill(now, wk)
+	}
+	s.fillAll(now)
+	return s.out
+}
+
+// result judges one result of worker id (which may have been banned by an
+// earlier result of the same batch).
+func (s *Scheduler) result(id WorkerID, lid LeaseID, outputs []*tensor.Tensor) {
 	wk := s.workers[id]
 	l := s.leases[lid]
 	if wk == nil || l == nil || l.worker != wk {
@@ -332,7 +361,7 @@ func (s *Scheduler) Result(now time.Time, id WorkerID, lid LeaseID, outputs []*t
 		s.stats.Rejected++
 		why := "no such lease: unknown, expired, already answered or not yours"
 		s.emit(Action{Kind: Reject, Worker: id, Lease: lid, Reason: why})
-		return s.out
+		return
 	}
 	s.dropLease(l)
 	s.stats.Results++
@@ -344,11 +373,6 @@ func (s *Scheduler) Result(now time.Time, id WorkerID, lid LeaseID, outputs []*t
 	default:
 		s.shardResult(wk, l, outputs)
 	}
-	if !wk.gone {
-		s.fill(now, wk)
-	}
-	s.fillAll(now)
-	return s.out
 }
 
 func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {

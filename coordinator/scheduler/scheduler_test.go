@@ -1,9 +1,12 @@
 package scheduler
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/neurolov/neurolov/tensor"
 )
 
 // TestScripts runs table-driven event scripts covering every fault the
@@ -326,6 +329,55 @@ func TestScripts(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "a frame of results: each judged in order, the window refilled once",
+			script: func(h *harness) {
+				h.join(1, 1, 3)
+				h.join(2, 2, 3)
+				h.submit("j", 1, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+				var batch []LeaseResult
+				for _, l := range sortedLeases(h, 1) {
+					batch = append(batch, LeaseResult{Lease: l, Outputs: []*tensor.Tensor{{Shape: []int{1}, Data: []float32{h.open[1][l].Inputs[0].Data[0]}}}})
+					delete(h.open[1], l)
+				}
+				batch = append(batch, LeaseResult{Lease: batch[0].Lease, Outputs: batch[0].Outputs}) // replayed
+				acts := h.record(h.s.Results(h.now, 1, batch))
+				if count(acts, Accept) != 3 || count(acts, Pay) != 3 {
+					h.t.Fatalf("want the 3 results accepted and paid: %v", acts)
+				}
+				if a := find(acts, Reject); a == nil || a.Lease != batch[0].Lease || count(acts, Reject) != 1 {
+					h.t.Fatalf("want the replayed result rejected: %v", acts)
+				}
+				if got := len(h.open[1]); got != 3 {
+					h.t.Fatalf("worker 1 holds %d leases after the frame, want its window of 3 refilled", got)
+				}
+			},
+		},
+		{
+			name: "a frame of results whose first is caught: the rest are refused, nothing refills the banned worker",
+			script: func(h *harness) {
+				h.join(1, 1, 3)
+				h.join(2, 2, 3)
+				h.submit("j", 1, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+				var batch []LeaseResult
+				for i, l := range sortedLeases(h, 1) {
+					v := h.open[1][l].Inputs[0].Data[0]
+					if i == 0 {
+						v += 10 * grossDelta // fails the self-check
+					}
+					batch = append(batch, LeaseResult{Lease: l, Outputs: []*tensor.Tensor{{Shape: []int{1}, Data: []float32{v}}}})
+				}
+				acts := h.record(h.s.Results(h.now, 1, batch))
+				if find(acts, Ban) == nil || count(acts, Accept) != 0 || count(acts, Reject) != 3 {
+					h.t.Fatalf("want a ban, no accept and all 3 results refused: %v", acts)
+				}
+				for _, a := range acts {
+					if a.Kind == Assign && a.Worker == 1 {
+						h.t.Fatalf("the banned worker was given lease %d", a.Lease)
+					}
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -368,4 +420,11 @@ func TestRoutingMixedFleet(t *testing.T) {
 	if h.s.NativeGPUs() != 2 {
 		t.Fatalf("native GPUs = %d", h.s.NativeGPUs())
 	}
+}
+
+// sortedLeases returns worker w's open leases in the order they were granted.
+func sortedLeases(h *harness, w WorkerID) []LeaseID {
+	ls := h.leases(w)
+	slices.Sort(ls)
+	return ls
 }

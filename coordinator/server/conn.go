@@ -246,7 +246,7 @@ func (c *conn) readLoop() error {
 		}
 		buf = frame
 		var batch []event
-		var results []leaseResult // consecutive Results, sent as one event
+		var results []scheduler.LeaseResult // consecutive Results, sent as one event
 		flush := func() {
 			if len(results) > 0 {
 				batch = append(batch, event{kind: evResults, conn: c, results: results})
@@ -266,9 +266,9 @@ func (c *conn) readLoop() error {
 					return err
 				}
 				if results == nil {
-					results = make([]leaseResult, 0, dec.Remaining()+1)
+					results = make([]scheduler.LeaseResult, 0, dec.Remaining()+1)
 				}
-				results = append(results, leaseResult{lease: m.Lease, outputs: outs})
+				results = append(results, scheduler.LeaseResult{Lease: scheduler.LeaseID(m.Lease), Outputs: outs})
 			case *protocol.Error:
 				batch = append(batch, event{kind: evError, conn: c, lease: m.Lease, msg: m.Message})
 			case *protocol.Fetch:

@@ -191,7 +191,7 @@ type event struct {
 	kind    eventKind
 	conn    *conn
 	lease   uint64
-	results []leaseResult // evResults: consecutive results of one frame
+	results []scheduler.LeaseResult // evResults: consecutive results of one frame
 	msg     string
 	hashes  [][32]byte
 	job     *submission
@@ -199,12 +199,6 @@ type event struct {
 	reply   chan any
 	fn      func()
 	batch   []event
-}
-
-// leaseResult is one Result message: a lease and its outputs.
-type leaseResult struct {
-	lease   uint64
-	outputs []*tensor.Tensor
 }
 
 type eventKind uint8
@@ -319,9 +313,7 @@ func (s *Server) handle(ev event) {
 		}
 	case evResults:
 		s.metrics.results.Add(float64(len(ev.results)))
-		for _, r := range ev.results {
-			s.apply(s.sched.Result(now, ev.conn.id, scheduler.LeaseID(r.lease), r.outputs))
-		}
+		s.apply(s.sched.Results(now, ev.conn.id, ev.results))
 	case evError:
 		s.apply(s.sched.WorkerError(now, ev.conn.id, scheduler.LeaseID(ev.lease), ev.msg))
 	case evFetch:
