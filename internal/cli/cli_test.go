@@ -20,7 +20,7 @@ func TestDemo(t *testing.T) {
 	if err := Run(context.Background(), []string{"demo"}, &out, &errOut); err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errOut.String())
 	}
-	for _, want := range []string{"CAUGHT worker-4", "matches the CPU reference", "demo ok"} {
+	for _, want := range []string{"CAUGHT worker-4", "matches the CPU reference", "  worker-1 ", "demo ok"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
 		}

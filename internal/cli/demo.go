@@ -178,14 +178,29 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	stopWorkers()
 	wg.Wait()
+	// Read the ledger before the coordinator closes its store.
+	entries, err := st.Ledger(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the ledger: %w", err)
+	}
 	if err := l.close(); err != nil {
 		return err
 	}
-	entries, _ := st.Ledger(ctx)
 	fmt.Fprintln(stdout, "ledger (verified work, the input to settlement):")
+	honestPaid := 0
 	for _, e := range entries {
+		who := name(e.Address)
 		fmt.Fprintf(stdout, "  %-9s %s  %3d shards  %8.3f GFLOP  unsettled %8.3f GFLOP  forfeited %8.3f GFLOP\n",
-			name(e.Address), scheduler.Address(e.Address), e.Shards, e.FLOPs/1e9, e.UnsettledFLOPs/1e9, e.ForfeitedFLOPs/1e9)
+			who, scheduler.Address(e.Address), e.Shards, e.FLOPs/1e9, e.UnsettledFLOPs/1e9, e.ForfeitedFLOPs/1e9)
+		switch {
+		case who == "worker-4" && e.UnsettledFLOPs != 0:
+			failures = append(failures, "the cheater kept unsettled pay")
+		case who != "worker-4" && e.Shards > 0:
+			honestPaid++
+		}
+	}
+	if honestPaid == 0 {
+		failures = append(failures, "the ledger credits no honest worker")
 	}
 	mu.Lock()
 	nCaught := len(caught)
