@@ -15,8 +15,8 @@ import (
 // Go's default target (100) re-marks all of that state for every live
 // heap's worth of garbage; at 400 the collector does a quarter of that
 // work, for a heap that may grow to five times the live state. Measured by
-// bench dispatch on a 2-core VM: about 74k replicas/s per core at 100,
-// 100k–115k at 400 (see the README). Set GOGC to choose otherwise, and
+// bench dispatch on a 2-core VM, same session: 91k–99k replicas/s per
+// core at 100, 119k–134k at 400 (see the README). Set GOGC to choose otherwise, and
 // GOMEMLIMIT to bound memory (the collector then works harder near the
 // limit rather than exceed it).
 const coordinatorGCPercent = 400
