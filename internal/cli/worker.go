@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/internal/backends"
@@ -17,7 +17,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("coordinator", "ws://127.0.0.1:8080/v1/worker", "coordinator worker endpoint")
-	keyFile := fs.String("key-file", filepath.Join(defaultDataDir(), "worker.key"), "worker identity key (created if missing); its address is paid")
+	keyFile := fs.String("key-file", "", "worker identity key (created if missing); its address is paid. Default: the first of worker.key, worker-2.key, … in "+defaultDataDir()+" that no other running worker holds, so that each worker on a machine is an identity of its own")
 	backendName := fs.String("backend", "auto", "compute backend: auto (OpenBLAS or pure Go), cpu (pure Go), blas (OpenBLAS), gpu (WebGPU via wgpu-native)")
 	software := fs.Bool("software-gpu", false, "with -backend gpu: prefer a software adapter (lavapipe) even when a real GPU exists")
 	adapter := fs.String("adapter", "", "with -backend gpu: use the adapter whose name contains this")
@@ -26,10 +26,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	key, err := identity.LoadOrCreateKey(*keyFile)
+	key, keyPath, release, err := workerKey(*keyFile)
 	if err != nil {
 		return err
 	}
+	defer release() // holds the claim (and keeps its lock file open) while the worker runs
 	opts := gpu.Options{Adapter: *adapter}
 	if *software {
 		opts.Software = gpu.SoftwarePrefer
@@ -50,11 +51,21 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		maxBuffer = g.Info().MaxStorageBinding
 	}
 	signer := identity.NewKeySigner(key)
-	fmt.Fprintf(stdout, "worker %s: backend %s (%s), %.1f GFLOP/s measured; connecting to %s\n",
-		identity.FormatAddress(signer.Address()), backend.Name(), backend.Device(), gflops, *url)
+	fmt.Fprintf(stdout, "worker %s (key %s): backend %s (%s), %.1f GFLOP/s measured; connecting to %s\n",
+		identity.FormatAddress(signer.Address()), keyPath, backend.Name(), backend.Device(), gflops, *url)
 	w := worker.New(worker.Config{
 		URL: *url, Signer: signer, Backend: backend, GFLOPS: gflops, Parallel: *parallel, MaxBufferBytes: maxBuffer,
 		Logger: newLogger(stderr, *logLevel),
 	})
 	return w.Run(ctx)
+}
+
+// workerKey loads the key at path, or — with no path — claims a key file
+// of its own in the data directory until release (identity.ClaimKey).
+func workerKey(path string) (key *ecdsa.PrivateKey, used string, release func(), err error) {
+	if path != "" {
+		key, err := identity.LoadOrCreateKey(path)
+		return key, path, func() {}, err
+	}
+	return identity.ClaimKey(defaultDataDir(), "worker")
 }

@@ -1,0 +1,40 @@
+package identity
+
+import (
+	"crypto/ecdsa"
+	"path/filepath"
+	"testing"
+)
+
+func addressOf(k *ecdsa.PrivateKey) [20]byte { return NewKeySigner(k).Address() }
+
+// TestClaimKeyGivesEachHolderItsOwnIdentity: two holders at once get two
+// key files and two addresses; once the first lets go, the next claim gets
+// its key file — and its address — again.
+func TestClaimKeyGivesEachHolderItsOwnIdentity(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	k1, p1, release1, err := ClaimKey(dir, "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, p2, release2, err := ClaimKey(dir, "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release2()
+	if p1 != filepath.Join(dir, "worker.key") || p2 != filepath.Join(dir, "worker-2.key") {
+		t.Fatalf("claimed %s and %s, want worker.key then worker-2.key", p1, p2)
+	}
+	if addressOf(k1) == addressOf(k2) {
+		t.Fatal("two holders share one address")
+	}
+	release1()
+	k3, p3, release3, err := ClaimKey(dir, "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release3()
+	if p3 != p1 || addressOf(k3) != addressOf(k1) {
+		t.Fatalf("after release, claimed %s (%v), want %s (%v) again", p3, addressOf(k3), p1, addressOf(k1))
+	}
+}
