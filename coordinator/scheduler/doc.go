@@ -23,7 +23,10 @@
 // spot checks): a result that fails is proof of cheating. Results that pass
 // are compared with the shard's other replicas element by element; when they
 // disagree a tie-breaker is issued (preferably to a trusted worker) and the
-// majority decides; the minority is caught.
+// majority decides; the minority is caught. A result whose shard cannot be
+// checked at all (Unverifiable: inputs holding NaN or ±Inf, a product that
+// may overflow float32) fails the job with that reason, blaming, banning
+// and paying nobody.
 //
 // # Adaptive replication
 //

@@ -14,7 +14,8 @@ import (
 // single value in its first input; a result "passes self-check" unless it is
 // grossly wrong (off by more than grossDelta) and two results agree within
 // agreeDelta. That models what Freivalds' check catches (gross errors) and
-// what only replicas and canaries catch (subtle ones).
+// what only replicas and canaries catch (subtle ones). A task whose value
+// is NaN or ±Inf is Unverifiable, as verify reports inputs it cannot check.
 type valueChecker struct{}
 
 const (
@@ -22,14 +23,17 @@ const (
 	agreeDelta = 0.5
 )
 
-func (valueChecker) Check(t *Task, out []*tensor.Tensor, _ *rand.Rand) (bool, string) {
+func (valueChecker) Check(t *Task, out []*tensor.Tensor, _ *rand.Rand) (Verdict, string) {
+	if in := float64(t.Inputs[0].Data[0]); math.IsNaN(in) || math.IsInf(in, 0) {
+		return Unverifiable, "the inputs hold NaN or ±Inf"
+	}
 	if len(out) != 1 || out[0].Len() != 1 {
-		return false, "wrong shape"
+		return Invalid, "wrong shape"
 	}
 	if math.Abs(float64(out[0].Data[0]-t.Inputs[0].Data[0])) > grossDelta {
-		return false, "freivalds mismatch"
+		return Invalid, "freivalds mismatch"
 	}
-	return true, ""
+	return Valid, ""
 }
 
 func (valueChecker) Agree(_ *Task, a, b []*tensor.Tensor) bool {

@@ -377,7 +377,14 @@ func (s *Scheduler) result(id WorkerID, lid LeaseID, outputs []*tensor.Tensor) {
 
 func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	s.stats.Canaries++
-	if ok, why := s.check.Check(l.task, outputs, s.rng); !ok {
+	switch v, why := s.check.Check(l.task, outputs, s.rng); v {
+	case Valid:
+	case Unverifiable:
+		// Not the worker's fault (nor, as its source was verified, one
+		// that should happen): refuse the result, blame nobody.
+		s.reject(wk, l, "canary cannot be verified: "+why)
+		return
+	default:
 		s.reject(wk, l, "canary: "+why)
 		s.caught(wk.Address, "failed a self-check: "+why)
 		return
@@ -397,7 +404,13 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	if ok, why := s.check.Check(&sh.task, outputs, s.rng); !ok {
+	switch v, why := s.check.Check(&sh.task, outputs, s.rng); v {
+	case Valid:
+	case Unverifiable:
+		s.reject(wk, l, "shard cannot be verified: "+why)
+		s.unverifiable(sh, why)
+		return
+	default:
 		s.reject(wk, l, why)
 		s.caught(wk.Address, "failed a self-check: "+why)
 		if sh.state == shardPending {
@@ -411,6 +424,13 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 	}
 }
 
+// unverifiable handles a result whose shard cannot be checked at all (see
+// Unverifiable): the job fails with the reason, blaming, banning and paying
+// nobody for the shard.
+func (s *Scheduler) unverifiable(sh *shard, why string) {
+	s.failJob(sh.job, fmt.Sprintf("shard %d cannot be verified: %s", sh.index, why))
+}
+
 // auditResult compares an audit replica with the accepted result; a
 // disagreement re-verifies the shard (and the majority then decides who
 // lied: the auditor or the vouchers).
@@ -421,7 +441,14 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	if ok, why := s.check.Check(&sh.task, outputs, s.rng); !ok {
+	switch v, why := s.check.Check(&sh.task, outputs, s.rng); v {
+	case Valid:
+	case Unverifiable:
+		// The accepted result passed the same check; whatever changed,
+		// the auditor is not to blame and another audit would not help.
+		s.reject(wk, l, "shard cannot be verified: "+why)
+		return
+	default:
 		s.reject(wk, l, why)
 		s.caught(wk.Address, "failed a self-check: "+why)
 		s.needAudit(sh)

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -375,6 +376,38 @@ func TestScripts(t *testing.T) {
 					if a.Kind == Assign && a.Worker == 1 {
 						h.t.Fatalf("the banned worker was given lease %d", a.Lease)
 					}
+				}
+			},
+		},
+		{
+			name: "an unverifiable shard fails its job with the reason; nobody is caught or paid",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				inf := float32(math.Inf(1))
+				h.submit("j", 0, inf) // honest results overflow: +Inf
+				acts := h.respond(1, 0)
+				if a := find(acts, JobFailed); a == nil || !strings.Contains(a.Reason, "shard 0 cannot be verified") || !strings.Contains(a.Reason, "NaN or ±Inf") {
+					h.t.Fatalf("want the job failed as unverifiable: %v", acts)
+				}
+				if r := find(acts, Reject); r == nil || r.Worker != 1 || !strings.Contains(r.Reason, "cannot be verified") {
+					h.t.Fatalf("want worker 1's result refused as unverifiable: %v", acts)
+				}
+				if c := find(acts, Cancel); c == nil || c.Worker != 2 {
+					h.t.Fatalf("want worker 2's replica cancelled: %v", acts)
+				}
+				for _, k := range []ActionKind{Ban, Forfeit, Pay, Accept} {
+					if n := count(h.log, k); n != 0 {
+						h.t.Fatalf("%d %v actions for an unverifiable shard: %v", n, k, h.log)
+					}
+				}
+				if h.s.Caught(addr(1)) || h.s.Caught(addr(2)) || h.s.OpenLeases() != 0 {
+					h.t.Fatalf("caught 1=%v 2=%v, %d leases open", h.s.Caught(addr(1)), h.s.Caught(addr(2)), h.s.OpenLeases())
+				}
+				h.submit("next", 0, 3) // both workers still get work
+				h.respond(1, 0)
+				if acts := h.respond(2, 0); find(acts, JobDone) == nil {
+					h.t.Fatalf("next job not done: %v", acts)
 				}
 			},
 		},

@@ -72,12 +72,41 @@ type Worker struct {
 	GFLOPS float64
 }
 
+// Verdict is a Checker's judgement of one result.
+type Verdict uint8
+
+// The verdicts. The zero Verdict is not one of them; the scheduler treats
+// it, like any unknown value, as Invalid.
+const (
+	// Valid: the result passed every self-check.
+	Valid Verdict = iota + 1
+	// Invalid: the result is wrong — proof that its worker cheated or is
+	// broken. The worker is caught.
+	Invalid
+	// Unverifiable: the shard itself cannot be checked (its inputs do not
+	// fit the kernel or hold NaN or ±Inf, or a correct float32 result may
+	// overflow). No worker is to blame: the job fails with the reason,
+	// nobody is caught and nobody is paid for the shard.
+	Unverifiable
+)
+
+var verdictNames = [...]string{"", "valid", "invalid", "unverifiable"}
+
+// String returns the verdict's name.
+func (v Verdict) String() string {
+	if int(v) < len(verdictNames) && v != 0 {
+		return verdictNames[v]
+	}
+	return "unknown"
+}
+
 // Checker judges results. coordinator/verify provides the real one; it must
 // be deterministic given rng and must never reject an honest result.
 type Checker interface {
 	// Check self-checks outputs of t (shapes, finiteness, Freivalds, spot
-	// checks) and says why it failed.
-	Check(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) (ok bool, reason string)
+	// checks) and says why it did not pass: Invalid blames the worker,
+	// Unverifiable the shard's inputs.
+	Check(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) (v Verdict, reason string)
 	// Agree reports whether two results of t agree element by element
 	// within tolerance.
 	Agree(t *Task, a, b []*tensor.Tensor) bool

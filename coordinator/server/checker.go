@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"math/rand/v2"
 
 	"github.com/neurolov/neurolov/coordinator/scheduler"
@@ -16,9 +17,19 @@ type checker struct {
 
 var _ scheduler.Checker = (*checker)(nil)
 
-func (c *checker) Check(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (bool, string) {
+// Check runs verify's self-checks. A shard verify cannot check (an error
+// wrapping verify.ErrUnverifiable: inputs holding NaN or ±Inf, a product
+// that may overflow float32) is Unverifiable, not the worker's fault.
+func (c *checker) Check(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (scheduler.Verdict, string) {
 	v := c.v.Check(t.Kernel, t.Inputs, out, rng, c.spots)
-	return v.OK, v.Reason
+	switch {
+	case v.OK:
+		return scheduler.Valid, ""
+	case errors.Is(v.Err, verify.ErrUnverifiable):
+		return scheduler.Unverifiable, v.Reason
+	default:
+		return scheduler.Invalid, v.Reason
+	}
 }
 
 func (c *checker) Agree(t *scheduler.Task, a, b []*tensor.Tensor) bool {

@@ -79,11 +79,11 @@ type timedChecker struct {
 	cpu   time.Duration
 }
 
-func (t *timedChecker) Check(task *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (bool, string) {
+func (t *timedChecker) Check(task *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (scheduler.Verdict, string) {
 	start := rusage.Thread()
-	ok, why := t.inner.Check(task, out, rng)
+	v, why := t.inner.Check(task, out, rng)
 	t.cpu += rusage.Thread() - start
-	return ok, why
+	return v, why
 }
 
 func (t *timedChecker) Agree(task *scheduler.Task, a, b []*tensor.Tensor) bool {
