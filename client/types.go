@@ -44,7 +44,9 @@ type JobStatus struct {
 	Replication int `json:"replication"`
 	// Corrections counts results that verification rejected and replaced.
 	Corrections int `json:"corrections"`
-	// Replicas counts shard results computed so far, across all workers.
+	// Replicas counts the results computed, across all workers, for the
+	// shards verified so far: Replicas/Verified is the replication
+	// overhead. Results of shards still deciding are not counted yet.
 	Replicas int `json:"replicas"`
 	// FLOPs is the job's floating-point work (2 per multiply-add).
 	FLOPs float64 `json:"flops"`

@@ -1,11 +1,12 @@
 package cli
 
 import (
-	"github.com/neurolov/neurolov/e2e/browserbench"
-
 	"context"
+	"flag"
 	"fmt"
 	"io"
+
+	"github.com/neurolov/neurolov/e2e/browserbench"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -18,6 +19,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "dispatch-fleet":
 		return dispatchFleet(ctx, args[1:], stdout, stderr)
 	case "browser":
+		fs := flag.NewFlagSet("bench browser", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("%w: bench browser takes no arguments", ErrUsage)
+		}
 		return browserbench.Run(ctx, stdout)
 	case "kernels":
 		return benchKernels(ctx, args[1:], stdout, stderr)

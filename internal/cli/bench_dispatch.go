@@ -35,8 +35,14 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	window := fs.Int("window", 32, "leases granted to each worker")
 	runs := fs.Int("runs", 3, "runs; the median is reported")
 	profiles := addProfileFlags(fs, "the coordinator")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *workers < 2:
+		return fmt.Errorf("%w: -workers %d: a new identity's shards need replicas from a second one", ErrUsage, *workers)
+	case *shards < 1 || *window < 1 || *runs < 1:
+		return fmt.Errorf("%w: -shards, -window and -runs must be at least 1", ErrUsage)
 	}
 	stopProfiles, err := profiles.start()
 	if err != nil {
@@ -48,12 +54,12 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	l, err := startLocal(ctx, server.Config{
 		Window: *window, Scheduler: &sc,
 		Planner: planner.Options{TileRows: 4, TileCols: 4},
-		Logger:  newLogger(io.Discard, "error"),
+		Logger:  quietLogger(io.Discard),
 	})
 	if err != nil {
 		return err
 	}
-	defer l.close()
+	defer func() { err = errors.Join(err, l.close()) }()
 	srv := l.srv
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -72,8 +78,12 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := child.Start(); err != nil {
 		return err
 	}
-	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
-	go func() { _, _ = io.Copy(io.Discard, bufio.NewReader(childOut)) }()
+	childDone := make(chan error, 1)
+	go func() {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(childOut))
+		childDone <- child.Wait()
+	}()
+	defer func() { _ = child.Process.Kill(); <-childDone }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		_, n, err := srv.Stats(ctx)
@@ -86,7 +96,12 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("bench dispatch: only %d of %d workers connected", n, *workers)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case err := <-childDone:
+			childDone <- err // for the deferred wait
+			return fmt.Errorf("bench dispatch: the worker fleet exited before connecting: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	fmt.Fprintf(stdout, "bench dispatch: %d workers connected from a child process; %d tiny matmul shards (4×4·4×4) per run, window %d; coordinator GOGC=%s\n",
 		*workers, *shards, *window, gcTarget(setCoordinatorGC()))
@@ -96,18 +111,24 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var rates []float64
 	for r := 0; r < *runs; r++ {
 		a, b := scaledTensor(rng, 1, 4*(*shards), 4), scaledTensor(rng, 1, 4, 4)
-		before, _, _ := srv.Stats(ctx)
+		before, _, err := srv.Stats(ctx)
+		if err != nil {
+			return err
+		}
 		traffic0 := srv.Traffic()
 		cpu0, wall0 := rusage.Process(), time.Now()
 		job, err := cl.SubmitMatmul(ctx, a, b, client.SubmitOptions{Name: "bench-dispatch"})
 		if err != nil {
 			return err
 		}
-		if _, err := cl.Wait(ctx, job.ID, 20*time.Millisecond, nil); err != nil {
-			return err
+		if err := waitRun(ctx, cl, job.ID); err != nil {
+			return fmt.Errorf("bench dispatch: run %d: %w", r+1, err)
 		}
 		cpu, wall := rusage.Process()-cpu0, time.Since(wall0)
-		after, _, _ := srv.Stats(ctx)
+		after, _, err := srv.Stats(ctx)
+		if err != nil {
+			return err
+		}
 		traffic := srv.Traffic()
 		replicas := after.Results - before.Results
 		rate := float64(replicas) / cpu.Seconds()
@@ -120,6 +141,20 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	med := median(rates)
 	fmt.Fprintf(stdout, "dispatch: %.0f replicas/s per core\n", med)
 	return nil
+}
+
+// runTimeout bounds one run of bench dispatch: a few seconds on a laptop.
+const runTimeout = 5 * time.Minute
+
+// waitRun waits for job to be done, for at most runTimeout.
+func waitRun(ctx context.Context, cl *client.Client, job string) error {
+	ctx, cancel := context.WithTimeout(ctx, runTimeout)
+	defer cancel()
+	_, err := cl.Wait(ctx, job, 20*time.Millisecond, nil)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("job %s not done after %v", job, runTimeout)
+	}
+	return err
 }
 
 // gcTarget prints a GC percent as GOGC spells it.
@@ -145,8 +180,8 @@ func dispatchFleet(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	url := fs.String("url", "", "coordinator worker endpoint")
 	n := fs.Int("workers", 1000, "workers")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	for i := 0; i < *n; i++ {
@@ -156,7 +191,7 @@ func dispatchFleet(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		w := worker.New(worker.Config{
 			URL: *url, Signer: identity.NewKeySigner(key), Backend: worker.CPU{}, GFLOPS: 1,
-			Agent: "bench-fleet", Logger: newLogger(io.Discard, "error"),
+			Agent: "bench-fleet", Logger: quietLogger(io.Discard),
 		})
 		wg.Go(func() { _ = w.Run(ctx) })
 	}

@@ -26,8 +26,8 @@ func benchKernels(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	runs := fs.Int("runs", 3, "runs per figure (the median is printed)")
 	big := fs.Bool("big", true, "also 4096×4096×1024 (one run on software GPUs and pure Go: tens of seconds)")
 	software := fs.Bool("software-gpu", true, "use a software adapter (lavapipe) when no real GPU exists")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	rng := newRand(3)
 	type shape struct{ m, k, n int }

@@ -33,8 +33,8 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) (er
 	verbose := fs.Bool("v", false, "print each catch")
 	rejoins := fs.Int("rejoins", 1, "times a caught cheater comes back under a new address (-1: forever)")
 	profiles := addProfileFlags(fs, "the run")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	stopProfiles, err := profiles.start()
 	if err != nil {

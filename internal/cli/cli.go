@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,7 +42,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			err := c.run(ctx, args[1:], stdout, stderr)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil // -h: the flag package has printed the flags
+			}
+			return err
 		}
 	}
 	usage(stderr)
@@ -58,11 +63,27 @@ func usage(w io.Writer) {
 	_, _ = io.WriteString(w, b.String())
 }
 
-// newLogger returns a text logger at level on w.
-func newLogger(w io.Writer, level string) *slog.Logger {
+// parseFlags parses args into fs: -h is flag.ErrHelp (Run exits 0 on it),
+// anything else that does not parse an ErrUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUsage, err)
+}
+
+// newLogger returns a text logger at level (debug, info, warn, error) on
+// w, or an ErrUsage for another level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
+		return nil, fmt.Errorf("%w: -log %q: want debug, info, warn or error", ErrUsage, level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// quietLogger logs errors only, to w.
+func quietLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError}))
 }

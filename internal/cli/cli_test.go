@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,37 @@ func TestUnknownSubcommandIsAUsageError(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := Run(context.Background(), []string{"frobnicate"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "unknown subcommand") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCommandLines: -h is not an error, and command lines that cannot
+// work are usage errors that say why, before anything starts.
+func TestCommandLines(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		usage bool
+		say   string
+	}{
+		{[]string{"serve", "-h"}, false, ""},
+		{[]string{"bench", "dispatch", "-h"}, false, ""},
+		{[]string{"bench", "browser", "-h"}, false, ""},
+		{[]string{"serve", "-log", "bogus"}, true, "want debug, info, warn or error"},
+		{[]string{"worker", "-log", "loud"}, true, "want debug, info, warn or error"},
+		{[]string{"bench", "dispatch", "-workers", "1"}, true, "second one"},
+		{[]string{"bench", "dispatch", "-runs", "0"}, true, "at least 1"},
+		{[]string{"bench", "browser", "extra"}, true, "no arguments"},
+		{[]string{"serve", "-no-such-flag"}, true, "no-such-flag"},
+	} {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), tc.args, &out, &errOut)
+		if !tc.usage {
+			if err != nil {
+				t.Errorf("%v: %v, want no error", tc.args, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tc.say) {
+			t.Errorf("%v: %v, want a usage error saying %q", tc.args, err, tc.say)
+		}
 	}
 }

@@ -29,8 +29,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	logLevel := fs.String("log", "error", "coordinator log level")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -74,7 +78,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	l, err := startLocal(ctx, server.Config{
 		Planner: planner.Options{TileRows: 128, TileCols: 128, BatchRows: 128},
 		Window:  2,
-		Logger:  newLogger(stderr, *logLevel),
+		Logger:  log,
 		Observe: observe,
 	})
 	if err != nil {
@@ -102,7 +106,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		mu.Unlock()
 		cfg := worker.Config{
 			URL: "ws://" + l.addr + "/v1/worker", Signer: signer, Backend: worker.CPU{},
-			GFLOPS: gflops, Agent: "neurolov-demo", Logger: newLogger(io.Discard, "error"),
+			GFLOPS: gflops, Agent: "neurolov-demo", Logger: quietLogger(io.Discard),
 		}
 		if i == 4 {
 			cfg.Tamper = biasTamper(0.01)

@@ -27,10 +27,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	domain := fs.String("domain", "", "domain workers sign for (default: the listen address)")
 	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
 	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	log := newLogger(stderr, *logLevel)
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
 	st := store.NewMemory()
 	defer st.Close()
 	keyPath := filepath.Join(*dataDir, "api-key")

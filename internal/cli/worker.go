@@ -23,8 +23,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	adapter := fs.String("adapter", "", "with -backend gpu: use the adapter whose name contains this")
 	parallel := fs.Int("parallel", 1, "shards computed at once")
 	logLevel := fs.String("log", "info", "log level")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
 	}
 	key, keyPath, release, err := workerKey(*keyFile)
 	if err != nil {
@@ -55,7 +59,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		identity.FormatAddress(signer.Address()), keyPath, backend.Name(), backend.Device(), gflops, *url)
 	w := worker.New(worker.Config{
 		URL: *url, Signer: signer, Backend: backend, GFLOPS: gflops, Parallel: *parallel, MaxBufferBytes: maxBuffer,
-		Logger: newLogger(stderr, *logLevel),
+		Logger: log,
 	})
 	return w.Run(ctx)
 }
