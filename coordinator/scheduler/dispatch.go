@@ -215,6 +215,13 @@ func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 		for i := 1; i < sh.want; i++ {
 			s.need(&s.urgent, sh, !s.isTrusted(wk.rep))
 		}
+	} else if sh.want == 1 && !audit && sh.job.replication == 0 && !s.isTrusted(wk.rep) {
+		// A trusted worker's shard, re-issued (its holder left, failed or
+		// was caught) to an untrusted one: one result is no longer enough,
+		// and the other replica goes preferably to a trusted worker.
+		sh.want = 2
+		s.stats.Replicated++
+		s.need(&s.urgent, sh, true)
 	}
 	l := s.newLease(now, wk)
 	l.shard, l.task, l.audit = sh, &sh.task, audit

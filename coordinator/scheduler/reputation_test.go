@@ -145,3 +145,36 @@ func TestColludersOutvoteButAreCaughtOnReverify(t *testing.T) {
 		t.Fatal("colluded result not corrected")
 	}
 }
+
+// TestTrustedShardReissuedToUntrustedNeedsAnotherReplica: a shard a
+// trusted worker took alone (one replica wanted) is re-issued to a new
+// identity when that worker leaves; its result alone must not be accepted.
+func TestTrustedShardReissuedToUntrustedNeedsAnotherReplica(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	h.leave(2)
+	if acts := h.submit("j", 0, 7); count(acts, Assign) != 1 {
+		t.Fatalf("want one replica for the trusted worker: %v", acts)
+	}
+	h.join(3, 3, 1) // untrusted
+	if acts := h.leave(1); find(acts, Assign) == nil || find(acts, Assign).Worker != 3 {
+		t.Fatalf("want the replica re-issued to worker 3: %v", acts)
+	}
+	single := h.s.Stats().SingleAccepted
+	if acts := h.respond(3, 0); find(acts, Accept) != nil {
+		t.Fatalf("an untrusted worker's result accepted alone: %v", acts)
+	}
+	acts := h.join(4, 2, 1) // the trusted address comes back
+	if a := find(acts, Assign); a == nil || a.Job != "j" {
+		t.Fatalf("want a second replica for the trusted address: %v", acts)
+	}
+	acts = h.respond(4, 0)
+	if a := find(acts, Accept); a == nil || len(a.Vouchers) != 2 || find(acts, JobDone) == nil {
+		t.Fatalf("want an accept with two vouchers: %v", acts)
+	}
+	if h.s.Stats().SingleAccepted != single {
+		t.Fatal("counted as a single-replica accept")
+	}
+}

@@ -504,6 +504,14 @@ func (s *Scheduler) reverify(sh *shard, extra *result, fresh int) {
 func (s *Scheduler) resolve(sh *shard) {
 	n := len(sh.results)
 	if n == 1 {
+		if sh.job.replication == 0 && !s.isTrusted(s.rep(sh.results[0].addr)) {
+			// Adaptive replication accepts one result only from a trusted
+			// worker (assign raises want when an untrusted one takes a
+			// trusted worker's shard; this is the backstop).
+			sh.want = 2
+			s.need(&s.urgent, sh, true)
+			return
+		}
 		s.accept(sh, []int{0}, "freivalds+spot, single trusted replica")
 		return
 	}
