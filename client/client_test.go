@@ -394,6 +394,7 @@ func TestSubmitRejectsBadInputsLocally(t *testing.T) {
 		{"mlp without bias", shaders.MLPInfer, map[string]*tensor.Tensor{"X": ok, "W1": ok}, client.SubmitOptions{}},
 		{"mlp skips a layer", shaders.MLPInfer, map[string]*tensor.Tensor{"X": ok, "W1": ok, "b1": seq(1, 2), "W3": ok, "b3": seq(1, 2)}, client.SubmitOptions{}},
 		{"negative replication", shaders.Matmul, map[string]*tensor.Tensor{"A": ok, "B": ok}, client.SubmitOptions{Replication: -1}},
+		{"replication over the most", shaders.Matmul, map[string]*tensor.Tensor{"A": ok, "B": ok}, client.SubmitOptions{Replication: client.MaxReplication + 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

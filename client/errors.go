@@ -42,7 +42,7 @@ type APIError struct {
 
 // Error implements error.
 func (e *APIError) Error() string {
-	return fmt.Sprintf("client: coordinator answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+	return fmt.Sprintf("coordinator answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
 
 // Is reports whether target is the sentinel for e's status, so that

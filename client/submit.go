@@ -173,8 +173,8 @@ func (c *Client) Submit(ctx context.Context, kernel string, named map[string]*te
 	if kernel == "" {
 		return JobStatus{}, fmt.Errorf("%w: no kernel named", ErrInput)
 	}
-	if opts.Replication < 0 {
-		return JobStatus{}, fmt.Errorf("%w: replication %d (0 means adaptive)", ErrInput, opts.Replication)
+	if opts.Replication < 0 || opts.Replication > MaxReplication {
+		return JobStatus{}, fmt.Errorf("%w: replication %d: give 1 to %d replicas per shard, or 0 for adaptive", ErrInput, opts.Replication, MaxReplication)
 	}
 	if len(named) == 0 {
 		return JobStatus{}, fmt.Errorf("%w: no tensors", ErrInput)

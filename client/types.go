@@ -117,10 +117,15 @@ type Layer struct {
 	W, B *tensor.Tensor
 }
 
+// MaxReplication is the most replicas per shard a job may force (the
+// coordinator refuses more).
+const MaxReplication = 9
+
 // SubmitOptions are the optional parameters of a submission.
 type SubmitOptions struct {
-	// Replication is the replicas per shard; 0 lets the coordinator choose
-	// adaptively from the workers' reputation.
+	// Replication forces this many replicas per shard, 1 to
+	// MaxReplication; 0 lets the coordinator choose adaptively from the
+	// workers' reputation.
 	Replication int
 	// Name is a free-form label shown in job listings.
 	Name string

@@ -174,8 +174,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	replication := 0
 	if v := r.URL.Query().Get("replication"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("bad replication %q: give a count ≥ 0 (0 = adaptive)", v))
+		if err != nil || n < 1 || n > client.MaxReplication {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("replication must be an integer from 1 to %d, got %q", client.MaxReplication, v))
 			return
 		}
 		replication = n

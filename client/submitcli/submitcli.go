@@ -113,7 +113,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.key, "key", "", "API `key` (prefer -key-file: a key on the command line shows in ps)")
 	fs.StringVar(&keyFile, "key-file", "", "read the API key from `file`")
 	fs.StringVar(&o.kernel, "kernel", shaders.Matmul, "kernel: matmul or mlp-infer")
-	fs.IntVar(&o.replication, "replication", 0, "replicas per shard (0 = adaptive)")
+	fs.IntVar(&o.replication, "replication", 0, fmt.Sprintf("replicas per shard: 1 to %d forced, 0 adaptive (from the workers' reputation)", client.MaxReplication))
 	fs.StringVar(&o.name, "name", "", "label shown in job listings")
 	fs.StringVar(&o.in, "in", "", "job inputs as a safetensors `file` (matmul: A, B; mlp-infer: X, W1, b1, …)")
 	fs.StringVar(&o.out, "out", "", "write the result to this safetensors `file`")

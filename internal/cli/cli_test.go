@@ -97,3 +97,21 @@ func TestCommandLines(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIKeyFileMode: serve refuses an API key file other users may read.
+func TestAPIKeyFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api-key")
+	key, created, err := loadOrCreateAPIKey(path)
+	if err != nil || !created || key == "" {
+		t.Fatalf("first start: key %q, created %v, %v", key, created, err)
+	}
+	if again, created, err := loadOrCreateAPIKey(path); err != nil || created || again != key {
+		t.Fatalf("second start: key %q, created %v, %v; want the same key", again, created, err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadOrCreateAPIKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a 0644 key file: %v, want a refusal saying chmod 600", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -96,9 +97,16 @@ func defaultDataDir() string {
 }
 
 // loadOrCreateAPIKey reads the key at path, or creates one there (0600).
+// A key file other users may read is refused, as the worker refuses its
+// identity key.
 func loadOrCreateAPIKey(path string) (key string, created bool, err error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
+		if info, err := os.Stat(path); err != nil {
+			return "", false, err
+		} else if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+			return "", false, fmt.Errorf("API key file %s has mode %#o, open to other users: chmod 600 %s", path, perm, path)
+		}
 		key = strings.TrimSpace(string(b))
 		if key == "" {
 			return "", false, fmt.Errorf("API key file %s is empty: delete it and restart to create a new key", path)
@@ -108,7 +116,7 @@ func loadOrCreateAPIKey(path string) (key string, created bool, err error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return "", false, err
 	}
-	key, _ = store.NewAPIKey()
+	key, _ = store.NewAPIKey() // the hash is stored by the caller
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", false, err
 	}
