@@ -178,3 +178,50 @@ func TestTrustedShardReissuedToUntrustedNeedsAnotherReplica(t *testing.T) {
 		t.Fatal("counted as a single-replica accept")
 	}
 }
+
+// TestReverifyReplacesAReplicaThatFailsItsSelfCheck: a re-verification
+// replica whose result fails the self-check is asked of another worker, so
+// that the re-verification still completes.
+func TestReverifyReplacesAReplicaThatFailsItsSelfCheck(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Audit = false })
+	wait := DefaultConfig().AuditWait
+	h.join(5, 5, 1)
+	h.join(6, 6, 1)
+	h.submit("c", 0, 42)
+	h.respond(5, 2) // colluders agree on a subtle lie
+	if acts := h.respond(6, 2); find(acts, Accept) == nil {
+		t.Fatalf("colluders not accepted: %v", acts)
+	}
+	h.submit("x", 1, 1)
+	h.respond(5, 999) // one colluder is caught: "c" is re-verified
+	h.respond(6, 999)
+	h.advance(wait) // no trusted worker: the replicas go to anyone
+	h.join(7, 7, 1)
+	h.join(8, 8, 1)
+	h.join(9, 9, 1)
+	if len(h.open[7]) != 1 {
+		t.Fatalf("worker 7 holds %d leases, want 1", len(h.open[7]))
+	}
+	for _, task := range h.open[7] {
+		if task.Inputs[0].Data[0] != 42 {
+			t.Fatalf("worker 7 holds a replica of %v, want one of \"c\"", task.Inputs[0].Data[0])
+		}
+	}
+	h.respond(7, 999) // a re-verification replica fails its self-check
+	if !h.s.Caught(addr(7)) {
+		t.Fatal("worker 7 not caught")
+	}
+	h.join(10, 10, 1)
+	for range 5 {
+		h.advance(wait)
+		for w := WorkerID(8); w <= 10; w++ {
+			h.respond(w, 0)
+		}
+	}
+	if c := find(h.log, Correct); c == nil || c.Job != "c" || c.Outputs[0].Data[0] != 42 {
+		t.Fatalf("re-verification never completed: %v", h.log)
+	}
+	if p := h.s.Pending(); p != 0 {
+		t.Fatalf("%d replicas still pending", p)
+	}
+}

@@ -413,8 +413,11 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 	default:
 		s.reject(wk, l, why)
 		s.caught(wk.Address, "failed a self-check: "+why)
-		if sh.state == shardPending {
+		switch {
+		case sh.state == shardPending:
 			s.need(&s.urgent, sh, false)
+		case sh.reverify:
+			s.needStrict(sh) // or the re-verification waits forever
 		}
 		return
 	}
