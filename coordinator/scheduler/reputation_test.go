@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -220,6 +221,53 @@ func TestReverifyReplacesAReplicaThatFailsItsSelfCheck(t *testing.T) {
 	}
 	if c := find(h.log, Correct); c == nil || c.Job != "c" || c.Outputs[0].Data[0] != 42 {
 		t.Fatalf("re-verification never completed: %v", h.log)
+	}
+	if p := h.s.Pending(); p != 0 {
+		t.Fatalf("%d replicas still pending", p)
+	}
+}
+
+// TestFailedReverifyOfOneShardLeavesTheOthers: in a finished job, a
+// shard whose re-verification fails gives up alone; the job's other
+// shards are still re-verified (and corrected).
+func TestFailedReverifyOfOneShardLeavesTheOthers(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Audit = false; c.MaxAttempts = 2 })
+	wait := DefaultConfig().AuditWait
+	h.join(5, 5, 2)
+	h.join(6, 6, 2)
+	h.submit("c", 0, 10, 20)
+	h.respond(5, 2) // colluders agree on subtle lies for both shards
+	h.respond(6, 2)
+	if find(h.log, JobDone) == nil {
+		t.Fatalf("colluded job not done: %v", h.log)
+	}
+	h.submit("x", 1, 1)
+	h.respond(5, 999) // one colluder is caught: both shards are re-verified
+	h.respond(6, 999)
+	h.advance(wait)
+	h.join(7, 7, 1)
+	h.join(8, 8, 1)
+	h.join(9, 9, 1)
+	for range 10 {
+		for w := WorkerID(7); w <= 9; w++ {
+			for _, l := range sortedLeases(h, w) {
+				if h.open[w][l].Inputs[0].Data[0] == 10 { // shard 0 always errs
+					delete(h.open[w], l)
+					h.record(h.s.WorkerError(h.now, w, l, "out of memory"))
+				}
+			}
+			h.respond(w, 0)
+		}
+		h.advance(wait)
+	}
+	var corrected []int
+	for _, a := range h.log {
+		if a.Kind == Correct && a.Job == "c" {
+			corrected = append(corrected, a.Shard)
+		}
+	}
+	if !slices.Equal(corrected, []int{1}) {
+		t.Fatalf("corrected shards %v, want [1] (shard 0's re-verification fails, shard 1's goes on)", corrected)
 	}
 	if p := h.s.Pending(); p != 0 {
 		t.Fatalf("%d replicas still pending", p)

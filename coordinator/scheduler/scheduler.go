@@ -431,7 +431,7 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 // Unverifiable): the job fails with the reason, blaming, banning and paying
 // nobody for the shard.
 func (s *Scheduler) unverifiable(sh *shard, why string) {
-	s.failJob(sh.job, fmt.Sprintf("shard %d cannot be verified: %s", sh.index, why))
+	s.failShard(sh, fmt.Sprintf("shard %d cannot be verified: %s", sh.index, why))
 }
 
 // auditResult compares an audit replica with the accepted result; a
@@ -579,7 +579,7 @@ func (s *Scheduler) resolve(sh *shard) {
 		sh.attempts++
 		sh.lastError = fmt.Sprintf("%d replicas never reached a majority", n)
 		if sh.attempts >= s.cfg.MaxAttempts {
-			s.failJob(sh.job, fmt.Sprintf("shard %d: %s, %d times", sh.index, sh.lastError, sh.attempts))
+			s.failShard(sh, fmt.Sprintf("shard %d: %s, %d times", sh.index, sh.lastError, sh.attempts))
 			return
 		}
 		sh.results = sh.results[:0]
@@ -671,7 +671,7 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 			s.addVouchers(sh, fresh)
 		}
 		s.payAll(sh, fresh)
-		s.cancelLeases(sh)
+		s.cancelLeases(sh, "shard already verified")
 		sh.dropResults()
 		return
 	}
@@ -697,7 +697,7 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 	if len(group) >= 2 && trusted && s.cfg.CanaryPool > 0 {
 		s.addCanarySource(canarySource{task: &sh.task, outputs: rep, vouched: vouchers})
 	}
-	s.cancelLeases(sh)
+	s.cancelLeases(sh, "shard already verified")
 	sh.dropResults()
 	jb.remaining--
 	if jb.remaining == 0 && jb.state == jobRunning {
@@ -739,13 +739,14 @@ func (s *Scheduler) anyTrusted(addrs []Address) bool {
 	return false
 }
 
-// cancelLeases cancels outstanding replicas of an accepted shard.
-func (s *Scheduler) cancelLeases(sh *shard) {
+// cancelLeases cancels the outstanding replicas of sh, telling their
+// workers why.
+func (s *Scheduler) cancelLeases(sh *shard, why string) {
 	if sh.leased == 0 {
 		return
 	}
 	for _, l := range slices.Clone(sh.leases) {
-		s.emit(Action{Kind: Cancel, Worker: l.worker.ID, Lease: l.id, Reason: "shard already verified"})
+		s.emit(Action{Kind: Cancel, Worker: l.worker.ID, Lease: l.id, Reason: why})
 		s.dropLease(l)
 		if !l.worker.gone {
 			s.markIdle(l.worker)
@@ -841,19 +842,41 @@ func (s *Scheduler) failReplica(l *lease, why string, departed bool) {
 	}
 	sh.lastError = why
 	if failures := sh.attempts + sh.departures/4; failures >= s.cfg.MaxAttempts {
-		s.failJob(sh.job, fmt.Sprintf("shard %d failed %d times (and lost %d workers); last error: %s", sh.index, sh.attempts, sh.departures, why))
+		s.failShard(sh, fmt.Sprintf("shard %d failed %d times (and lost %d workers); last error: %s", sh.index, sh.attempts, sh.departures, why))
 		return
 	}
 	s.stats.Reissued++
 	s.need(&s.urgent, sh, sh.reverify)
 }
 
+// failShard gives up on sh, for why. A running job fails; a finished one
+// keeps its results, and only sh stops being re-verified.
+func (s *Scheduler) failShard(sh *shard, why string) {
+	if sh.job.state == jobRunning {
+		s.failJob(sh.job, why)
+		return
+	}
+	s.endReverify(sh, "re-verification abandoned: "+why)
+}
+
+// endReverify stops re-verifying sh, which keeps its accepted result, and
+// cancels its outstanding replicas.
+func (s *Scheduler) endReverify(sh *shard, why string) {
+	if !sh.reverify {
+		return
+	}
+	sh.reverify = false
+	s.cancelLeases(sh, why)
+	sh.dropResults()
+}
+
+// failJob fails a running job, cancelling its outstanding replicas; a
+// finished job (cancelled by its client) keeps its results but stops
+// re-verifying them.
 func (s *Scheduler) failJob(jb *job, why string) {
 	if jb.state != jobRunning {
-		// A finished job whose re-verification cannot complete keeps its
-		// result; nothing more to do.
 		for _, sh := range jb.shards {
-			sh.reverify = false
+			s.endReverify(sh, why)
 		}
 		return
 	}
@@ -861,7 +884,7 @@ func (s *Scheduler) failJob(jb *job, why string) {
 	s.stats.JobsFailed++
 	for _, sh := range jb.shards {
 		if sh.leased > 0 {
-			s.cancelLeases(sh)
+			s.cancelLeases(sh, "job failed: "+why)
 		}
 		sh.dropResults()
 	}
