@@ -228,8 +228,8 @@ func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 	if !audit {
 		sh.tried = append(sh.tried, wk.Address)
 		sh.leased++
-		sh.leases = append(sh.leases, l)
 	}
+	sh.leases = append(sh.leases, l)
 	s.emit(Action{Kind: Assign, Worker: wk.ID, Address: wk.Address, Lease: l.id, Job: sh.job.id, Shard: sh.index, Task: l.task, FLOPs: sh.task.FLOPs})
 }
 

@@ -168,3 +168,26 @@ func find(acts []Action, k ActionKind) *Action {
 	}
 	return nil
 }
+
+// checkLeaseCounts fails the test unless every shard's count of
+// outstanding replica leases matches its list (audits listed, not counted)
+// and every listed lease is live.
+func (h *harness) checkLeaseCounts() {
+	h.t.Helper()
+	for _, jb := range h.s.jobList {
+		for _, sh := range jb.shards {
+			n := 0
+			for _, l := range sh.leases {
+				if l.done || h.s.leases[l.id] != l {
+					h.t.Fatalf("job %s shard %d lists dead lease %d", jb.id, sh.index, l.id)
+				}
+				if !l.audit {
+					n++
+				}
+			}
+			if sh.leased != n {
+				h.t.Fatalf("job %s shard %d: leased = %d, %d replica leases listed", jb.id, sh.index, sh.leased, n)
+			}
+		}
+	}
+}

@@ -225,6 +225,7 @@ func TestReverifyReplacesAReplicaThatFailsItsSelfCheck(t *testing.T) {
 	if p := h.s.Pending(); p != 0 {
 		t.Fatalf("%d replicas still pending", p)
 	}
+	h.checkLeaseCounts()
 }
 
 // TestFailedReverifyOfOneShardLeavesTheOthers: in a finished job, a
@@ -272,4 +273,5 @@ func TestFailedReverifyOfOneShardLeavesTheOthers(t *testing.T) {
 	if p := h.s.Pending(); p != 0 {
 		t.Fatalf("%d replicas still pending", p)
 	}
+	h.checkLeaseCounts()
 }

@@ -73,12 +73,12 @@ type shard struct {
 
 	want       int // agreeing results wanted; 0 until the first lease decides
 	queued     int // needs of this shard waiting in a queue
-	leased     int // outstanding leases
+	leased     int // outstanding replica leases (audits not counted)
 	attempts   int // errors and expiries
 	departures int // workers that left holding a replica
 	lastError  string
 	results    []result
-	leases     []*lease  // outstanding leases
+	leases     []*lease  // outstanding leases, audits included
 	tried      []Address // addresses holding a lease or a result: never twice
 	// Inline backing for the three slices above: most shards see one or
 	// two replicas, and this saves three allocations per shard.
@@ -671,7 +671,7 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 			s.addVouchers(sh, fresh)
 		}
 		s.payAll(sh, fresh)
-		s.cancelLeases(sh, "shard already verified")
+		s.cancelLeases(sh, "shard already verified", true) // and audited
 		sh.dropResults()
 		return
 	}
@@ -697,7 +697,7 @@ func (s *Scheduler) accept(sh *shard, group []int, method string) {
 	if len(group) >= 2 && trusted && s.cfg.CanaryPool > 0 {
 		s.addCanarySource(canarySource{task: &sh.task, outputs: rep, vouched: vouchers})
 	}
-	s.cancelLeases(sh, "shard already verified")
+	s.cancelLeases(sh, "shard already verified", false)
 	sh.dropResults()
 	jb.remaining--
 	if jb.remaining == 0 && jb.state == jobRunning {
@@ -739,13 +739,16 @@ func (s *Scheduler) anyTrusted(addrs []Address) bool {
 	return false
 }
 
-// cancelLeases cancels the outstanding replicas of sh, telling their
-// workers why.
-func (s *Scheduler) cancelLeases(sh *shard, why string) {
-	if sh.leased == 0 {
+// cancelLeases cancels the outstanding replicas of sh, and its audits
+// when audits is set, telling their workers why.
+func (s *Scheduler) cancelLeases(sh *shard, why string, audits bool) {
+	if len(sh.leases) == 0 {
 		return
 	}
 	for _, l := range slices.Clone(sh.leases) {
+		if l.audit && !audits {
+			continue
+		}
 		s.emit(Action{Kind: Cancel, Worker: l.worker.ID, Lease: l.id, Reason: why})
 		s.dropLease(l)
 		if !l.worker.gone {
@@ -866,7 +869,7 @@ func (s *Scheduler) endReverify(sh *shard, why string) {
 		return
 	}
 	sh.reverify = false
-	s.cancelLeases(sh, why)
+	s.cancelLeases(sh, why, false)
 	sh.dropResults()
 }
 
@@ -883,9 +886,7 @@ func (s *Scheduler) failJob(jb *job, why string) {
 	jb.state = jobFailed
 	s.stats.JobsFailed++
 	for _, sh := range jb.shards {
-		if sh.leased > 0 {
-			s.cancelLeases(sh, "job failed: "+why)
-		}
+		s.cancelLeases(sh, "job failed: "+why, true)
 		sh.dropResults()
 	}
 	s.emit(Action{Kind: JobFailed, Job: jb.id, Reason: why})
@@ -934,7 +935,9 @@ func (s *Scheduler) dropLease(l *lease) {
 		l.worker.leases = wl[:last]
 	}
 	if sh := l.shard; sh != nil {
-		sh.leased--
+		if !l.audit {
+			sh.leased--
+		}
 		if i := slices.Index(sh.leases, l); i >= 0 {
 			sh.leases = slices.Delete(sh.leases, i, i+1)
 		}

@@ -411,6 +411,45 @@ func TestScripts(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "audit leases are counted exactly and cancelled with their job",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				h.submit("a", 0, 5)
+				h.respond(1, 0)
+				h.respond(2, 0) // accepted without a trusted voucher: audited
+				h.join(3, 3, 1)
+				acts := h.advance(DefaultConfig().AuditWait) // no trusted worker: anyone audits
+				if count(acts, Assign) != 1 || len(h.open[3]) != 1 {
+					h.t.Fatalf("want the audit on worker 3: %v", acts)
+				}
+				h.respond(3, 0)
+				h.checkLeaseCounts()
+				h.leave(3)
+
+				h.submit("j", 0, 10, 20) // both workers take shard 0
+				h.answer(1, h.leases(1)[0], 10)
+				h.answer(2, h.leases(2)[0], 10) // shard 0 accepted; shard 1 taken by both
+				if len(h.open[1]) != 1 || len(h.open[2]) != 1 {
+					h.t.Fatalf("want shard 1 on workers 1 and 2: %v", h.open)
+				}
+				h.advance(DefaultConfig().AuditWait)
+				acts = h.join(4, 3, 1)
+				if count(acts, Assign) != 1 || len(h.open[4]) != 1 {
+					h.t.Fatalf("want shard 0's audit on worker 4: %v", acts)
+				}
+				h.checkLeaseCounts()
+				acts = h.record(h.s.CancelJob(h.now, "j"))
+				if count(acts, Cancel) != 3 || find(acts, JobFailed) == nil {
+					h.t.Fatalf("want 3 cancels (2 replicas, 1 audit) and the job failed: %v", acts)
+				}
+				if n := h.s.OpenLeases(); n != 0 {
+					h.t.Fatalf("%d leases open after the cancel", n)
+				}
+				h.checkLeaseCounts()
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
