@@ -172,7 +172,7 @@ func (s *Scheduler) take(now time.Time, q *queue, wk *worker) (*shard, bool) {
 
 // stillNeeded reports whether a queued replica of sh is still wanted.
 func (s *Scheduler) stillNeeded(sh *shard, audit bool) bool {
-	if sh.job.state == jobFailed {
+	if sh.job.closed() {
 		return false
 	}
 	if audit {

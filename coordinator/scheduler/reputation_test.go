@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -274,4 +275,44 @@ func TestFailedReverifyOfOneShardLeavesTheOthers(t *testing.T) {
 		t.Fatalf("%d replicas still pending", p)
 	}
 	h.checkLeaseCounts()
+}
+
+// TestForgottenJobIsNotReverified: once a job is forgotten its vouchers no
+// longer hold its shards, and catching one of them re-verifies nothing of
+// it (no Assign for a job the plumbing has dropped).
+func TestForgottenJobIsNotReverified(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Audit = false })
+	h.join(5, 5, 1)
+	h.join(6, 6, 1)
+	for i := range 50 {
+		h.submit(JobID(fmt.Sprint("c", i)), 0, float32(i))
+		h.respond(5, 2) // colluders agree on a subtle lie
+		h.respond(6, 2)
+		h.s.ForgetJob(JobID(fmt.Sprint("c", i)))
+	}
+	if n := count(h.log, JobDone); n != 50 {
+		t.Fatalf("%d jobs done, want 50", n)
+	}
+	if n := len(h.s.reps[addr(5)].vouched); n > 2 {
+		t.Fatalf("address 5 still holds %d vouched shards of forgotten jobs", n)
+	}
+	h.submit("x", 1, 1)
+	h.respond(5, 999) // caught
+	h.respond(6, 999)
+	from := len(h.log)
+	h.join(7, 7, 1)
+	h.join(8, 8, 1)
+	for range 3 {
+		h.advance(DefaultConfig().AuditWait)
+		h.respond(7, 0)
+		h.respond(8, 0)
+	}
+	for _, a := range h.log[from:] {
+		if a.Kind == Assign && a.Job != "x" {
+			t.Fatalf("replica of forgotten job %s assigned: %v", a.Job, a)
+		}
+	}
+	if p := h.s.Pending(); p != 0 {
+		t.Fatalf("%d replicas still pending", p)
+	}
 }

@@ -56,7 +56,12 @@ type job struct {
 	replication int
 	remaining   int
 	state       jobState
+	forgotten   bool // dropped by ForgetJob: wants no more replicas
 }
+
+// closed reports whether jb wants no more replicas: it failed, or it was
+// forgotten (see ForgetJob).
+func (jb *job) closed() bool { return jb.state == jobFailed || jb.forgotten }
 
 type shardState uint8
 
@@ -131,6 +136,7 @@ type reputation struct {
 	valid   int
 	caught  bool
 	vouched []*shard  // accepted shards this address vouched for
+	stale   int       // about how many of them are of closed jobs (see ForgetJob)
 	conns   []*worker // connected workers with this address
 }
 
@@ -400,7 +406,7 @@ func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor)
 
 func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	sh := l.shard
-	if (sh.state == shardAccepted && !sh.reverify) || sh.job.state == jobFailed {
+	if (sh.state == shardAccepted && !sh.reverify) || sh.job.closed() {
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
@@ -440,7 +446,7 @@ func (s *Scheduler) unverifiable(sh *shard, why string) {
 func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	sh := l.shard
 	s.stats.Audits++
-	if sh.state != shardAccepted || sh.reverify || sh.audited || sh.job.state == jobFailed {
+	if sh.state != shardAccepted || sh.reverify || sh.audited || sh.job.closed() {
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
@@ -781,7 +787,7 @@ func (s *Scheduler) caught(addr Address, why string) {
 	}
 	// Drop its pending results from shards still deciding.
 	for _, jb := range s.jobList {
-		if jb.state == jobFailed {
+		if jb.closed() {
 			continue
 		}
 		for _, sh := range jb.shards {
@@ -802,12 +808,12 @@ func (s *Scheduler) caught(addr Address, why string) {
 		}
 	}
 	for _, sh := range r.vouched {
-		if sh.state != shardAccepted || sh.reverify || sh.job.state == jobFailed {
+		if sh.state != shardAccepted || sh.reverify || sh.job.closed() {
 			continue
 		}
 		s.reverify(sh, nil, 2)
 	}
-	r.vouched = nil
+	r.vouched, r.stale = nil, 0
 	// Canary sources it vouched for are no longer trusted answers.
 	k := 0
 	for _, c := range s.canaries {
@@ -835,7 +841,7 @@ func (s *Scheduler) failReplica(l *lease, why string, departed bool) {
 	if i := slices.Index(sh.tried, l.worker.Address); i >= 0 {
 		sh.tried = slices.Delete(sh.tried, i, i+1)
 	}
-	if sh.job.state == jobFailed || (sh.state == shardAccepted && !sh.reverify) {
+	if sh.job.closed() || (sh.state == shardAccepted && !sh.reverify) {
 		return
 	}
 	if departed {
@@ -902,13 +908,39 @@ func (s *Scheduler) CancelJob(now time.Time, id JobID) []Action {
 	return s.out
 }
 
-// ForgetJob drops a finished or failed job's state (its shards can no longer
-// be re-verified).
+// ForgetJob drops a finished or failed job's state: its shards are no
+// longer re-verified or audited, and results of its outstanding leases are
+// refused (they are not cancelled: ForgetJob returns no actions; they
+// expire).
 func (s *Scheduler) ForgetJob(id JobID) {
-	if jb := s.jobs[id]; jb != nil && jb.state != jobRunning {
-		delete(s.jobs, id)
-		if i := slices.Index(s.jobList, jb); i >= 0 {
-			s.jobList = slices.Delete(s.jobList, i, i+1)
+	jb := s.jobs[id]
+	if jb == nil || jb.state == jobRunning {
+		return
+	}
+	delete(s.jobs, id)
+	if i := slices.Index(s.jobList, jb); i >= 0 {
+		s.jobList = slices.Delete(s.jobList, i, i+1)
+	}
+	jb.forgotten = true
+	for _, sh := range jb.shards {
+		sh.reverify = false
+		sh.dropResults()
+		sh.accepted = nil
+		for _, a := range sh.vouchers {
+			if r := s.reps[a]; r != nil {
+				r.stale++
+			}
+		}
+	}
+	// Each address's list of vouched shards is compacted once about half
+	// of it is of closed jobs: amortised O(1) per entry, and forgotten
+	// shards (with their outputs) are not held for ever.
+	for _, sh := range jb.shards {
+		for _, a := range sh.vouchers {
+			if r := s.reps[a]; r != nil && r.stale > len(r.vouched)/2 {
+				r.vouched = slices.DeleteFunc(r.vouched, func(sh *shard) bool { return sh.job.closed() })
+				r.stale = 0
+			}
 		}
 	}
 }
