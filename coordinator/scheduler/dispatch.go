@@ -187,20 +187,52 @@ func (s *Scheduler) stillNeeded(sh *shard, audit bool) bool {
 	return len(sh.results)+sh.leased < sh.want
 }
 
+// eligible reports whether wk may take a replica of sh now; wantTrusted
+// keeps it for a trusted worker (if any is connected, or even if none is
+// when strict). An address whose replica of sh erred or expired may take
+// it again only when no other connected worker could: a broken worker does
+// not get back the replica it just failed, and is not locked out of a shard
+// nobody else can compute (MaxAttempts still bounds its retries).
 func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted, strict bool) bool {
+	if !s.canTake(wk, sh) {
+		return false
+	}
+	if wantTrusted && (s.trusted > 0 || strict) && !s.isTrusted(wk.rep) {
+		return false
+	}
+	if len(sh.failed) > 0 && slices.Contains(sh.failed, wk.Address) && s.otherCanTake(wk.Address, sh) {
+		return false
+	}
+	return true
+}
+
+// canTake reports whether wk may ever compute a replica of sh: it holds
+// none and did not vouch for it, and the shard fits it.
+func (s *Scheduler) canTake(wk *worker, sh *shard) bool {
 	if slices.Contains(sh.tried, wk.Address) || ((sh.reverify || sh.state == shardAccepted) && slices.Contains(sh.vouchers, wk.Address)) {
 		return false
 	}
 	if !fits(wk, &sh.task) {
 		return false
 	}
-	if sh.heavy && wk.Backend != BackendNativeGPU {
-		return false
+	return !sh.heavy || wk.Backend == BackendNativeGPU
+}
+
+// otherCanTake reports whether a connected worker whose address is not
+// failed, nor one that failed sh, could take a replica of sh (busy or not:
+// it frees a slot sooner or later). It scans the workers until it finds
+// one, which is quick unless there is none; it runs only for a worker that
+// failed sh.
+func (s *Scheduler) otherCanTake(failed Address, sh *shard) bool {
+	for _, o := range s.workers {
+		if o.gone || o.Address == failed || slices.Contains(sh.failed, o.Address) {
+			continue
+		}
+		if s.canTake(o, sh) {
+			return true
+		}
 	}
-	if wantTrusted && (s.trusted > 0 || strict) && !s.isTrusted(wk.rep) {
-		return false
-	}
-	return true
+	return false
 }
 
 func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {

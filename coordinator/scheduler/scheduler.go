@@ -85,6 +85,7 @@ type shard struct {
 	results    []result
 	leases     []*lease  // outstanding leases, audits included
 	tried      []Address // addresses holding a lease or a result: never twice
+	failed     []Address // addresses whose replica erred or expired (see eligible)
 	// Inline backing for the three slices above: most shards see one or
 	// two replicas, and this saves three allocations per shard.
 	resultBuf [2]result
@@ -848,6 +849,9 @@ func (s *Scheduler) failReplica(l *lease, why string, departed bool) {
 		sh.departures++
 	} else {
 		sh.attempts++
+		if !slices.Contains(sh.failed, l.worker.Address) {
+			sh.failed = append(sh.failed, l.worker.Address)
+		}
 	}
 	sh.lastError = why
 	if failures := sh.attempts + sh.departures/4; failures >= s.cfg.MaxAttempts {

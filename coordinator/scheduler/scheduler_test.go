@@ -450,6 +450,51 @@ func TestScripts(t *testing.T) {
 				h.checkLeaseCounts()
 			},
 		},
+		{
+			name: "a replica that errs is not handed straight back to the same worker while another could take it",
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.submit("j", 1, 5)
+				h.join(2, 2, 1)
+				h.submit("b", 1, 6) // worker 2 is busy with it
+				l := h.leases(1)[0]
+				delete(h.open[1], l)
+				acts := h.record(h.s.WorkerError(h.now, 1, l, "out of memory"))
+				if a := find(acts, Assign); a != nil {
+					h.t.Fatalf("the failed replica went straight back out: %v", acts)
+				}
+				acts = h.answer(2, h.leases(2)[0], 6) // worker 2 finishes "b" and takes "j"
+				if a := find(acts, JobDone); a == nil || a.Job != "b" {
+					h.t.Fatalf("b not done: %v", acts)
+				}
+				if a := find(acts, Assign); a == nil || a.Worker != 2 || a.Job != "j" || len(h.open[1]) != 0 {
+					h.t.Fatalf("want j on worker 2 only: %v", acts)
+				}
+				h.respond(2, 0)
+				if n := count(h.log, JobDone); n != 2 {
+					h.t.Fatalf("j not done: %v", h.log)
+				}
+			},
+		},
+		{
+			name:   "a worker alone may retry the replica it failed, up to MaxAttempts",
+			config: func(c *Config) { c.MaxAttempts = 3 },
+			script: func(h *harness) {
+				h.join(1, 1, 1)
+				h.submit("j", 1, 5)
+				for range 3 {
+					ls := h.leases(1)
+					if len(ls) != 1 {
+						h.t.Fatalf("worker 1 holds %d leases, want the retry: %v", len(ls), h.log)
+					}
+					delete(h.open[1], ls[0])
+					h.record(h.s.WorkerError(h.now, 1, ls[0], "out of memory"))
+				}
+				if a := find(h.log, JobFailed); a == nil || !strings.Contains(a.Reason, "failed 3 times") {
+					h.t.Fatalf("want the job failed after 3 attempts: %v", h.log)
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
