@@ -106,12 +106,11 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		<-c.closeDone
 		return
 	}
-	reply := make(chan any, 1)
-	if err := s.send(event{kind: evJoin, conn: c, reply: reply}); err != nil {
+	if err := s.request(event{kind: evJoin, conn: c}); err != nil {
 		c.closeWith(statusGoingAway, "coordinator shutting down")
+		<-c.closeDone
 		return
 	}
-	<-reply
 	s.log.Info("worker joined", "address", c.addr, "backend", c.caps.Backend, "device", c.caps.Device, "gflops", c.caps.GFLOPS)
 	go c.writeLoop()
 	go c.pingLoop()

@@ -135,6 +135,10 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	shards, plan, err := s.planFor(r.Context(), kernel, inputs)
+	if errors.Is(err, ErrClosed) {
+		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "planning job: %v", err)
 		return
@@ -152,13 +156,11 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "storing job: %v", err)
 		return
 	}
-	reply := make(chan any, 1)
 	sub := &submission{id: id, kernel: kernel, inputs: inputs, shards: shards, replication: replication, plan: plan}
-	if err := s.send(event{kind: evSubmit, job: sub, reply: reply}); err != nil {
+	if err := s.request(event{kind: evSubmit, job: sub}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
 		return
 	}
-	<-reply
 	s.log.Info("job submitted", "job", id, "kernel", kernel, "shards", len(shards), "gflop", flops/1e9, "replication", replication)
 	rec, err = s.store.Job(r.Context(), string(id))
 	if err != nil {
@@ -221,12 +223,10 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "job %q not found", id)
 		return
 	}
-	reply := make(chan any, 1)
-	if err := s.send(event{kind: evCancel, jobID: scheduler.JobID(id), reply: reply}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down")
+	if err := s.request(event{kind: evCancel, jobID: scheduler.JobID(id)}); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
 		return
 	}
-	<-reply
 	s.getJob(w, r)
 }
 

@@ -269,14 +269,47 @@ func (s *Server) flush() {
 	s.staged = s.staged[:0]
 }
 
-// send queues ev for the loop; it fails once the loop has stopped.
+// send queues ev for the loop; it fails once the loop has stopped. An
+// event queued just as the loop stops is never handled: whoever waits for
+// its reply must also watch s.done (await does).
 func (s *Server) send(ev event) error {
+	select {
+	case <-s.done:
+		return ErrClosed
+	default:
+	}
 	select {
 	case s.events <- ev:
 		return nil
 	case <-s.done:
 		return ErrClosed
 	}
+}
+
+// await waits for the loop's reply to an event; it fails with ErrClosed
+// when the loop stops without answering.
+func (s *Server) await(reply chan any) error {
+	select {
+	case <-reply:
+		return nil
+	case <-s.done:
+		select {
+		case <-reply: // answered before the loop stopped
+			return nil
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// request sends ev to the loop and waits for its reply (ErrClosed once the
+// loop has stopped).
+func (s *Server) request(ev event) error {
+	ev.reply = make(chan any, 1)
+	if err := s.send(ev); err != nil {
+		return err
+	}
+	return s.await(ev.reply)
 }
 
 // call runs fn on the loop goroutine and waits for it.

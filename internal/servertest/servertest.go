@@ -29,6 +29,17 @@ type Coordinator struct {
 	Store  *store.Memory
 	// Key is an API key the coordinator accepts.
 	Key string
+
+	stop    context.CancelFunc
+	stopped chan struct{}
+}
+
+// Stop ends the server's loop and waits for Run to return, leaving the
+// HTTP listener up (to test requests that arrive after shutdown). The
+// test's cleanup calls it too; later calls do nothing.
+func (c *Coordinator) Stop() {
+	c.stop()
+	<-c.stopped
 }
 
 // WorkerURL returns the worker WebSocket endpoint.
@@ -65,11 +76,10 @@ func Start(t testing.TB, mutate func(*server.Config)) *Coordinator {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
-	c := &Coordinator{Server: srv, Store: st, Key: key}
+	c := &Coordinator{Server: srv, Store: st, Key: key, stop: cancel, stopped: done}
 	c.HTTP = httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		c.Stop()
 		c.HTTP.CloseClientConnections()
 		c.HTTP.Close()
 		_ = st.Close()
