@@ -215,6 +215,9 @@ type task struct {
 	kernel  string
 	inputs  []*tensor.Tensor
 	missing int
+	// failed: an input could not be fetched, the lease is reported failed
+	// (missing and failed are read-loop only).
+	failed bool
 }
 
 // slot is input i of a task, waiting for a tensor.
@@ -346,6 +349,9 @@ func (s *session) readLoop() error {
 				s.cancelled[m.Lease] = true
 				s.mu.Unlock()
 			case *protocol.Error:
+				if h, ok := protocol.NotFoundHash(m); ok {
+					s.notFound(h)
+				}
 				if m.Lease != 0 {
 					s.w.Stats.Rejected.Add(1)
 					s.w.event(Event{Kind: "rejected", Lease: m.Lease, Detail: m.Message})
@@ -407,11 +413,31 @@ func (s *session) arrived(h [32]byte, t *tensor.Tensor) {
 	delete(s.waiting, h)
 	s.mu.Unlock()
 	for _, sl := range ws {
+		if sl.t.failed {
+			continue
+		}
 		sl.t.inputs[sl.i] = t
 		sl.t.missing--
 		if sl.t.missing == 0 {
 			s.tasks <- sl.t
 		}
+	}
+}
+
+// notFound fails the leases waiting for tensor h, which the coordinator
+// answered a Fetch for with NotFound: reported as errors, they are
+// re-issued (or their job failed) instead of waiting here forever.
+func (s *session) notFound(h [32]byte) {
+	s.mu.Lock()
+	ws := s.waiting[h]
+	delete(s.waiting, h)
+	s.mu.Unlock()
+	for _, sl := range ws {
+		if sl.t.failed {
+			continue
+		}
+		sl.t.failed = true
+		s.enqueue(&protocol.Error{Lease: sl.t.lease, Code: protocol.CodeNotFound, Message: fmt.Sprintf("input %d (tensor %x) could not be fetched: the coordinator no longer holds it", sl.i, h[:8])})
 	}
 }
 

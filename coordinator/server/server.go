@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -136,7 +135,7 @@ type Server struct {
 	sched   *scheduler.Scheduler
 	conns   map[scheduler.WorkerID]*conn
 	nextID  scheduler.WorkerID
-	blobs   map[[32]byte]*tensor.Tensor // tensors sent by hash, for Fetch
+	blobs   map[[32]byte]*blob // tensors sent by hash, for Fetch
 	hashes  map[*tensor.Tensor][32]byte
 	jobs    map[scheduler.JobID]*jobInfo
 	addrs   map[scheduler.Address]*addrStats
@@ -156,8 +155,18 @@ type jobInfo struct {
 	plan    planner.Options // the options its shards were planned with
 	inputs  []*tensor.Tensor
 	shards  []planner.Shard
-	tensors []*tensor.Tensor // distinct tensors sent by hash, to forget when done
+	tensors []*tensor.Tensor // tensors this job hashed, to forget when done
+	// held are the blobs this job holds a reference to.
+	held    map[[32]byte]struct{}
 	started time.Time
+}
+
+// blob is a tensor sent by hash, kept for Fetch while any job that sent it
+// by that hash is live: jobs with equal content (the same weights uploaded
+// twice) share one blob, so one job ending must not take it from the other.
+type blob struct {
+	t    *tensor.Tensor
+	jobs int // live jobs holding it
 }
 
 type addrStats struct {
@@ -175,7 +184,7 @@ func New(cfg Config, st store.Store) *Server {
 		events:  make(chan event, 1024),
 		done:    make(chan struct{}),
 		conns:   make(map[scheduler.WorkerID]*conn),
-		blobs:   make(map[[32]byte]*tensor.Tensor),
+		blobs:   make(map[[32]byte]*blob),
 		hashes:  make(map[*tensor.Tensor][32]byte),
 		jobs:    make(map[scheduler.JobID]*jobInfo),
 		addrs:   make(map[scheduler.Address]*addrStats),
@@ -486,20 +495,25 @@ func (s *Server) setStatus(ctx context.Context, id scheduler.JobID, status store
 	}
 }
 
-// forgetTensors drops the hash-addressed tensors of a finished job from the
-// Fetch table (workers keep their cached copies).
+// forgetTensors releases a finished job's references to hash-addressed
+// tensors; a tensor leaves the Fetch table once no live job holds it
+// (workers keep their cached copies).
 func (s *Server) forgetTensors(id scheduler.JobID) {
 	ji := s.jobs[id]
 	if ji == nil {
 		return
 	}
 	for _, t := range ji.tensors {
-		if h, ok := s.hashes[t]; ok {
-			delete(s.blobs, h)
-			delete(s.hashes, t)
+		delete(s.hashes, t)
+	}
+	for h := range ji.held {
+		if b := s.blobs[h]; b != nil {
+			if b.jobs--; b.jobs <= 0 {
+				delete(s.blobs, h)
+			}
 		}
 	}
-	ji.tensors = nil
+	ji.tensors, ji.held = nil, nil
 }
 
 // assign sends a lease to c, sending large inputs once per connection as
@@ -521,28 +535,48 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 	c.enqueue(m)
 }
 
+// hashOf returns t's content hash and makes sure the Fetch table holds it
+// for job.
 func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
-	if h, ok := s.hashes[t]; ok {
+	h, known := s.hashes[t]
+	if !known {
+		h = t.Hash()
+		s.hashes[t] = h
+	}
+	ji := s.jobs[job]
+	if ji == nil {
+		if s.blobs[h] == nil {
+			s.blobs[h] = &blob{t: t} // no job to release it: kept
+		}
 		return h
 	}
-	h := t.Hash()
-	s.hashes[t] = h
-	s.blobs[h] = t
-	if ji := s.jobs[job]; ji != nil {
+	if !known {
 		ji.tensors = append(ji.tensors, t)
+	}
+	if _, ok := ji.held[h]; !ok {
+		if ji.held == nil {
+			ji.held = make(map[[32]byte]struct{})
+		}
+		ji.held[h] = struct{}{}
+		b := s.blobs[h]
+		if b == nil {
+			b = &blob{t: t}
+			s.blobs[h] = b
+		}
+		b.jobs++
 	}
 	return h
 }
 
 func (s *Server) serveFetch(c *conn, hashes [][32]byte) {
 	for _, h := range hashes {
-		t := s.blobs[h]
-		if t == nil {
-			c.enqueue(&protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("tensor %x is not held by this coordinator", h[:8])})
+		b := s.blobs[h]
+		if b == nil {
+			c.enqueue(protocol.NotFound(h))
 			continue
 		}
 		c.sent[h] = true
-		s.sendTensor(c, h, t)
+		s.sendTensor(c, h, b.t)
 	}
 }
 

@@ -1,0 +1,124 @@
+package server_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/coordinator/server"
+	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// leased is an Assign with its inputs resolved.
+type leased struct {
+	*protocol.Assign
+	inputs []*tensor.Tensor
+}
+
+// leases reads frames until n Assigns have arrived, resolving by-hash
+// inputs from the TensorData chunks sent ahead of them.
+func (r *rawWorker) leases(n int) []leased {
+	r.t.Helper()
+	asm := protocol.NewAssembler(1 << 30)
+	have := map[[32]byte]*tensor.Tensor{}
+	var out []leased
+	for len(out) < n {
+		err := r.read(func(m protocol.Message) {
+			switch m := m.(type) {
+			case *protocol.TensorData:
+				t, err := asm.Add(m)
+				if err != nil {
+					r.t.Fatal(err)
+				}
+				if t != nil {
+					have[m.Hash] = t
+				}
+			case *protocol.Assign:
+				l := leased{Assign: protocol.Clone(m)}
+				for _, ref := range l.Inputs {
+					if ref.Inline {
+						l.inputs = append(l.inputs, ref.Tensor())
+					} else if l.inputs = append(l.inputs, have[ref.Hash]); have[ref.Hash] == nil {
+						r.t.Fatalf("assign names tensor %x not sent ahead of it", ref.Hash[:8])
+					}
+				}
+				out = append(out, l)
+			}
+		})
+		if err != nil {
+			r.t.Fatalf("reading leases: %v", err)
+		}
+	}
+	return out
+}
+
+// answer computes l's outputs and sends them inline.
+func (r *rawWorker) answer(l leased) {
+	r.t.Helper()
+	outs, err := shaders.Reference(l.Kernel, l.inputs)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	res := &protocol.Result{Lease: l.Lease}
+	for _, o := range outs {
+		res.Outputs = append(res.Outputs, protocol.TensorRef{Shape: o.Shape, Inline: true, Data: o.Data})
+	}
+	r.send(res)
+}
+
+// TestSharedTensorOutlivesTheFirstJob: two live jobs with the same input
+// content share one Fetch entry; the first finishing must not take it from
+// the second, whose worker may still Fetch it.
+func TestSharedTensorOutlivesTheFirstJob(t *testing.T) {
+	c := startCoordinator(t, func(cfg *server.Config) { cfg.InlineBytes = 16 }) // every input by hash
+	rng := rand.New(rand.NewPCG(8, 8))
+	a, b := randomTensor(rng, 8, 5), randomTensor(rng, 5, 8)
+	ctx := context.Background()
+	cl := c.client()
+	var ids []string
+	for range 2 {
+		job, err := cl.SubmitMatmul(ctx, a, b, client.SubmitOptions{Replication: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, job.ID)
+	}
+	raw := dialRaw(t, c)
+	ls := raw.leases(2) // one of each job: both have hashed their inputs
+	raw.answer(ls[0])
+	waitFor(t, "a job done", func() bool {
+		for _, id := range ids {
+			if st, err := cl.Job(ctx, id); err == nil && st.Status == client.StateDone {
+				return true
+			}
+		}
+		return false
+	})
+	h := ls[1].Inputs[1].Hash
+	raw.send(&protocol.Fetch{Hashes: [][32]byte{h}})
+	for got := false; !got; {
+		if err := raw.read(func(m protocol.Message) {
+			switch m := m.(type) {
+			case *protocol.TensorData:
+				got = got || m.Hash == h
+			case *protocol.Error:
+				if m.Lease == 0 {
+					t.Fatalf("fetching the live job's input: %s", m.Message)
+				}
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.answer(ls[1])
+	if _, err := cl.Wait(ctx, ids[0], 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Wait(ctx, ids[1], 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,148 @@
+package worker_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/shaders"
+	"github.com/neurolov/neurolov/tensor"
+	"github.com/neurolov/neurolov/worker"
+)
+
+// fakeCoordinator accepts one worker at a time over a real WebSocket, runs
+// the handshake without checking the signature, and hands the connection
+// to the test.
+type fakeCoordinator struct {
+	t     *testing.T
+	url   string
+	conns chan *websocket.Conn
+}
+
+func startFake(t *testing.T) *fakeCoordinator {
+	t.Helper()
+	f := &fakeCoordinator{t: t, conns: make(chan *websocket.Conn, 4)}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		defer ws.CloseNow()
+		ws.SetReadLimit(protocol.MaxFrameSize)
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		if _, _, err := ws.Read(ctx); err != nil { // Hello
+			return
+		}
+		frame, _ := protocol.Encode(&protocol.Challenge{Message: "sign me"})
+		if ws.Write(ctx, websocket.MessageBinary, frame) != nil {
+			return
+		}
+		if _, _, err := ws.Read(ctx); err != nil { // Auth, Capabilities
+			return
+		}
+		f.conns <- ws
+		<-done
+	}))
+	f.url = "ws" + strings.TrimPrefix(srv.URL, "http")
+	t.Cleanup(func() {
+		close(done)
+		srv.CloseClientConnections()
+		srv.Close()
+		wg.Wait()
+	})
+	return f
+}
+
+// run starts a worker against f until the test ends and returns the
+// coordinator's side of its connection.
+func (f *fakeCoordinator) run(b worker.Backend) *websocket.Conn {
+	f.t.Helper()
+	key, err := identity.NewKey()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	w := worker.New(worker.Config{URL: f.url, Signer: identity.NewKeySigner(key), Backend: b, MinBackoff: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = w.Run(ctx) })
+	f.t.Cleanup(func() { cancel(); wg.Wait() })
+	select {
+	case ws := <-f.conns:
+		return ws
+	case <-time.After(10 * time.Second):
+		f.t.Fatal("worker never connected")
+		return nil
+	}
+}
+
+func send(t *testing.T, ws *websocket.Conn, msgs ...protocol.Message) {
+	t.Helper()
+	frame, err := protocol.Encode(msgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Write(context.Background(), websocket.MessageBinary, frame); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readUntil reads frames (each within the frame limit, or the read fails)
+// and passes their messages to fn until it returns true.
+func readUntil(t *testing.T, ws *websocket.Conn, fn func(protocol.Message) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatalf("reading from the worker: %v", err)
+		}
+		stop := false
+		if err := protocol.Decode(b, func(m protocol.Message) error {
+			stop = stop || fn(m)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// TestFetchNotFoundFailsTheLease: a lease whose input the coordinator
+// answers NotFound for is reported as an error, not left waiting.
+func TestFetchNotFoundFailsTheLease(t *testing.T) {
+	f := startFake(t)
+	ws := f.run(worker.CPU{})
+	a := tensor.New(2, 3)
+	missing := tensor.New(3, 2)
+	missing.Data[0] = 1
+	h := missing.Hash()
+	send(t, ws, &protocol.Assign{Lease: 7, Kernel: shaders.Matmul, Inputs: []protocol.TensorRef{
+		{Shape: a.Shape, Inline: true, Data: a.Data}, {Hash: h, Shape: missing.Shape},
+	}})
+	readUntil(t, ws, func(m protocol.Message) bool {
+		if fe, ok := m.(*protocol.Fetch); ok && len(fe.Hashes) == 1 && fe.Hashes[0] == h {
+			send(t, ws, protocol.NotFound(h))
+		}
+		e, ok := m.(*protocol.Error)
+		if ok && e.Lease != 7 {
+			t.Fatalf("error for lease %d", e.Lease)
+		}
+		return ok
+	})
+}
