@@ -146,3 +146,63 @@ func TestFetchNotFoundFailsTheLease(t *testing.T) {
 		return ok
 	})
 }
+
+// bigOutputs is a backend returning fixed outputs whatever it is given.
+type bigOutputs struct{ outs []*tensor.Tensor }
+
+func (bigOutputs) Name() string   { return "cpu" }
+func (bigOutputs) Device() string { return "fixed outputs" }
+func (b bigOutputs) Run(context.Context, string, []*tensor.Tensor) ([]*tensor.Tensor, error) {
+	return b.outs, nil
+}
+
+// TestResultFitsAFrame: outputs each under the inline limit but together
+// over a frame go partly by hash, and outputs with the same content are
+// chunked once.
+func TestResultFitsAFrame(t *testing.T) {
+	var outs []*tensor.Tensor
+	for i := range 5 {
+		o := tensor.New(1<<10, 1<<10) // 4 MiB: inline on its own
+		for j := range o.Data {
+			o.Data[j] = float32(i*7 + j%13)
+		}
+		outs = append(outs, o)
+	}
+	outs = append(outs, outs[4], outs[3]) // identical outputs, both by hash
+	f := startFake(t)
+	ws := f.run(bigOutputs{outs})
+	a := tensor.New(1, 1)
+	send(t, ws, &protocol.Assign{Lease: 3, Kernel: shaders.Matmul, Inputs: []protocol.TensorRef{
+		{Shape: a.Shape, Inline: true, Data: a.Data}, {Shape: a.Shape, Inline: true, Data: a.Data},
+	}})
+	asm := protocol.NewAssembler(1 << 30)
+	completed := map[[32]byte]int{}
+	readUntil(t, ws, func(m protocol.Message) bool {
+		switch m := m.(type) {
+		case *protocol.TensorData:
+			got, err := asm.Add(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != nil {
+				completed[m.Hash]++
+			}
+		case *protocol.Error:
+			t.Fatalf("worker error: %s", m.Message)
+		case *protocol.Result:
+			if len(m.Outputs) != len(outs) {
+				t.Fatalf("%d outputs, want %d", len(m.Outputs), len(outs))
+			}
+			for i, ref := range m.Outputs {
+				if !ref.Inline && completed[ref.Hash] != 1 {
+					t.Fatalf("output %d: its chunks arrived %d times, want once", i, completed[ref.Hash])
+				}
+				if ref.Inline && i >= 5 {
+					t.Fatalf("output %d inline: the Result would not fit a frame", i)
+				}
+			}
+			return true
+		}
+		return false
+	})
+}

@@ -22,6 +22,10 @@ import (
 // larger ones go first as TensorData chunks.
 const inlineOutputBytes = 4 << 20
 
+// maxInlineResult bounds the output data one Result carries inline, so that
+// it fits a frame however many outputs a shard has (a deep MLP's layers).
+const maxInlineResult = protocol.MaxFrameSize - 128<<10
+
 // Errors the worker returns.
 var (
 	// ErrHandshake reports a coordinator that refused or broke the handshake.
@@ -477,13 +481,26 @@ func (s *session) compute(t *task) {
 		return
 	}
 	res := &protocol.Result{Lease: t.lease, Outputs: make([]protocol.TensorRef, len(outs))}
+	size := 0
+	var chunked map[[32]byte]bool
 	for i, o := range outs {
-		if 4*o.Len() <= inlineOutputBytes {
+		size += 48 + 4*len(o.Shape)
+		if n := 4 * o.Len(); n <= inlineOutputBytes && size+n <= maxInlineResult {
+			size += n
 			res.Outputs[i] = protocol.TensorRef{Shape: o.Shape, Inline: true, Data: o.Data}
 			continue
 		}
-		// Too big for one frame with others: send it in chunks first.
+		// Too big to share a frame, or the Result is full: send it in
+		// chunks first, once per distinct content.
 		h := o.Hash()
+		res.Outputs[i] = protocol.TensorRef{Hash: h, Shape: o.Shape}
+		if chunked[h] {
+			continue
+		}
+		if chunked == nil {
+			chunked = make(map[[32]byte]bool)
+		}
+		chunked[h] = true
 		chunks, err := protocol.ChunkTensor(h, o.Shape, o.Data, 0)
 		if err != nil {
 			s.enqueue(&protocol.Error{Lease: t.lease, Code: protocol.CodeInternal, Message: err.Error()})
@@ -492,7 +509,6 @@ func (s *session) compute(t *task) {
 		for j := range chunks {
 			s.enqueue(&chunks[j])
 		}
-		res.Outputs[i] = protocol.TensorRef{Hash: h, Shape: o.Shape}
 	}
 	s.enqueue(res)
 	flops := shaders.FLOPs(t.kernel, t.inputs)

@@ -364,6 +364,12 @@ func (c *conn) writeLoop() {
 	}
 	err := c.out.Run(c.ctx, c.ws, func(m protocol.Message, err error) {
 		c.srv.log.Error("message does not fit a frame", "type", fmt.Sprintf("%T", m), "err", err)
+		if a, ok := m.(*protocol.Assign); ok {
+			// Fail the lease as the worker's error would, so the scheduler
+			// counts an attempt (and fails the job after MaxAttempts)
+			// rather than waiting for a lease that was never sent.
+			_ = c.srv.send(event{kind: evError, conn: c, lease: a.Lease, msg: "assign does not fit a frame: " + err.Error()})
+		}
 	})
 	if c.ctx.Err() == nil {
 		c.srv.log.Info("writing to worker", "address", c.addr, "err", err)

@@ -45,7 +45,9 @@ type Config struct {
 	MaxJobBytes int64
 	// InlineBytes: tensors up to this size travel inside Assign messages;
 	// larger ones travel once per connection as TensorData chunks and are
-	// then named by hash (default 256 KiB).
+	// then named by hash (default 256 KiB, at most MaxInlineBytes). An
+	// Assign whose inline tensors together would near the frame limit sends
+	// the rest by hash too.
 	InlineBytes int
 	// SpotChecks is the number of output elements recomputed exactly per
 	// result (default 2).
@@ -119,6 +121,15 @@ func (c *Config) defaults() {
 	}
 }
 
+// MaxInlineBytes bounds the tensor data one Assign carries inline (and
+// Config.InlineBytes): the frame limit less room for the message's other
+// fields.
+const MaxInlineBytes = protocol.MaxFrameSize - 128<<10
+
+// refBytes is what a tensor reference costs in a message besides its data:
+// hash, flags and shape, rounded up.
+func refBytes(t *tensor.Tensor) int { return 48 + 4*len(t.Shape) }
+
 // Server is the coordinator: it owns the scheduler (driven by one loop
 // goroutine), the worker connections and the HTTP API.
 type Server struct {
@@ -177,6 +188,10 @@ type addrStats struct {
 // its HTTP endpoints.
 func New(cfg Config, st store.Store) *Server {
 	cfg.defaults()
+	if cfg.InlineBytes > MaxInlineBytes {
+		cfg.Logger.Warn("InlineBytes over what a frame holds: lowered", "asked", cfg.InlineBytes, "max", MaxInlineBytes)
+		cfg.InlineBytes = MaxInlineBytes
+	}
 	s := &Server{
 		cfg:     cfg,
 		store:   st,
@@ -517,11 +532,17 @@ func (s *Server) forgetTensors(id scheduler.JobID) {
 }
 
 // assign sends a lease to c, sending large inputs once per connection as
-// TensorData chunks and naming them by hash afterwards.
+// TensorData chunks and naming them by hash afterwards. Inputs go inline
+// while they are small and the message stays under MaxInlineBytes (a deep
+// MLP's layers are each small, but not all of them together); an Assign
+// that still cannot be encoded fails its lease (see conn.writeLoop).
 func (s *Server) assign(c *conn, a *scheduler.Action) {
 	m := &protocol.Assign{Lease: uint64(a.Lease), Kernel: a.Task.Kernel, Inputs: make([]protocol.TensorRef, len(a.Task.Inputs))}
+	size := 0
 	for i, t := range a.Task.Inputs {
-		if 4*t.Len() <= s.cfg.InlineBytes {
+		size += refBytes(t)
+		if n := 4 * t.Len(); n <= s.cfg.InlineBytes && size+n <= MaxInlineBytes {
+			size += n
 			m.Inputs[i] = protocol.TensorRef{Shape: t.Shape, Inline: true, Data: t.Data}
 			continue
 		}
