@@ -130,9 +130,14 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 
 var errTooBig = errors.New("frame over the size limit")
 
-// maxHeldOutputs bounds the chunked result tensors a worker may send ahead
-// of their Result.
-const maxHeldOutputs = 64
+// heldOverhead is the least a chunked output awaiting its Result counts
+// against Config.MaxHeldOutputBytes, so that empty tensors cost too.
+const heldOverhead = 256
+
+// maxQueuedTensorBytes bounds the tensor data queued for one worker when it
+// Fetches more: a worker that asks for tensors faster than it reads them is
+// closed rather than left to fill the coordinator's memory.
+const maxQueuedTensorBytes = 1 << 30
 
 // readFrame reads one binary message into buf (reused), enforcing the frame
 // limit.
@@ -237,6 +242,7 @@ func (c *conn) readLoop() error {
 	var dec protocol.Decoder
 	asm := protocol.NewAssembler(protocol.MaxFrameSize * 16)
 	done := make(map[[32]byte]*tensor.Tensor) // chunked outputs awaiting their Result
+	var held int64                            // their bytes, as counted by heldBytes
 	var buf []byte
 	for {
 		frame, err := c.readFrame(c.ctx, buf)
@@ -260,10 +266,11 @@ func (c *conn) readLoop() error {
 			}
 			switch m := m.(type) {
 			case *protocol.Result:
-				outs, err := c.outputs(done, m.Outputs)
+				outs, freed, err := c.outputs(done, m.Outputs)
 				if err != nil {
 					return err
 				}
+				held -= freed
 				if results == nil {
 					results = make([]scheduler.LeaseResult, 0, dec.Remaining()+1)
 				}
@@ -277,9 +284,9 @@ func (c *conn) readLoop() error {
 				if err != nil {
 					return err
 				}
-				if t != nil {
-					if len(done) >= maxHeldOutputs {
-						return fmt.Errorf("%w: more than %d chunked outputs sent without a Result", protocol.ErrLimit, maxHeldOutputs)
+				if t != nil && done[m.Hash] == nil {
+					if held += heldBytes(t); held > s.cfg.MaxHeldOutputBytes {
+						return fmt.Errorf("%w: more than %d bytes of chunked outputs sent without a Result", protocol.ErrLimit, s.cfg.MaxHeldOutputBytes)
 					}
 					done[m.Hash] = t
 				}
@@ -310,9 +317,17 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// outputs copies a Result's tensors out of the frame.
-func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorRef) ([]*tensor.Tensor, error) {
+// heldBytes is what a chunked output awaiting its Result counts against
+// maxHeldOutputBytes.
+func heldBytes(t *tensor.Tensor) int64 { return 4*int64(t.Len()) + heldOverhead }
+
+// outputs copies a Result's tensors out of the frame and takes its chunked
+// ones out of done, returning the bytes that frees. It resolves every
+// reference before deleting any, so that a Result may name one tensor
+// twice (identical outputs).
+func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorRef) ([]*tensor.Tensor, int64, error) {
 	outs := make([]*tensor.Tensor, len(refs))
+	byHash := false
 	for i := range refs {
 		r := &refs[i]
 		if r.Inline {
@@ -320,13 +335,22 @@ func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorR
 			continue
 		}
 		t := done[r.Hash]
-		delete(done, r.Hash)
 		if t == nil {
-			return nil, fmt.Errorf("%w: result names tensor %x that was never sent", protocol.ErrMalformed, r.Hash[:8])
+			return nil, 0, fmt.Errorf("%w: result names tensor %x that was never sent", protocol.ErrMalformed, r.Hash[:8])
 		}
 		outs[i] = t
+		byHash = true
 	}
-	return outs, nil
+	var freed int64
+	if byHash {
+		for i := range refs {
+			if t := done[refs[i].Hash]; !refs[i].Inline && t != nil {
+				freed += heldBytes(t)
+				delete(done, refs[i].Hash)
+			}
+		}
+	}
+	return outs, freed, nil
 }
 
 // pingLoop pings the worker every PingEvery; a worker that does not answer

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -49,6 +50,10 @@ type Config struct {
 	// Assign whose inline tensors together would near the frame limit sends
 	// the rest by hash too.
 	InlineBytes int
+	// MaxHeldOutputBytes bounds the chunked result tensors one worker may
+	// send ahead of their Results, in bytes (default 256 MiB: as much
+	// again as it may have unfinished); a worker over it is closed.
+	MaxHeldOutputBytes int64
 	// SpotChecks is the number of output elements recomputed exactly per
 	// result (default 2).
 	SpotChecks int
@@ -94,6 +99,9 @@ func (c *Config) defaults() {
 	}
 	if c.InlineBytes <= 0 {
 		c.InlineBytes = 256 << 10
+	}
+	if c.MaxHeldOutputBytes <= 0 {
+		c.MaxHeldOutputBytes = 16 * protocol.MaxFrameSize
 	}
 	if c.SpotChecks <= 0 {
 		c.SpotChecks = 2
@@ -589,7 +597,24 @@ func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
 	return h
 }
 
+// serveFetch answers a Fetch: each distinct hash once, as chunks or
+// NotFound. A worker that would have more than maxQueuedTensorBytes of
+// tensors waiting for it to read is closed instead.
 func (s *Server) serveFetch(c *conn, hashes [][32]byte) {
+	if len(hashes) > 1 {
+		hashes = distinct(hashes)
+	}
+	need := c.out.QueuedBytes()
+	for _, h := range hashes {
+		if b := s.blobs[h]; b != nil {
+			need += 4 * int64(b.t.Len())
+		}
+	}
+	if need > maxQueuedTensorBytes {
+		s.log.Info("worker fetches faster than it reads: closing", "address", c.addr, "queued_bytes", need)
+		c.closeWith(statusBadFrame, fmt.Sprintf("fetch refused: over %d MiB of tensors would wait for this worker to read them", maxQueuedTensorBytes>>20))
+		return
+	}
 	for _, h := range hashes {
 		b := s.blobs[h]
 		if b == nil {
@@ -599,6 +624,20 @@ func (s *Server) serveFetch(c *conn, hashes [][32]byte) {
 		c.sent[h] = true
 		s.sendTensor(c, h, b.t)
 	}
+}
+
+// distinct returns hashes without repeats, in first-seen order (a new
+// slice: hashes is not changed).
+func distinct(hashes [][32]byte) [][32]byte {
+	seen := make(map[[32]byte]struct{}, len(hashes))
+	out := make([][32]byte, 0, len(hashes))
+	for _, h := range hashes {
+		if _, dup := seen[h]; !dup {
+			seen[h] = struct{}{}
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // sendTensor queues t as TensorData chunks on c.

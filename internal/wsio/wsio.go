@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 
@@ -57,7 +58,24 @@ type Outbox struct {
 	out    []protocol.Message
 	closed bool
 	notify chan struct{}
+	// queued is the tensor data, in bytes, of the TensorData chunks
+	// queued and not yet written.
+	queued atomic.Int64
 }
+
+// chunkBytes returns the tensor data m carries when it is a TensorData
+// chunk, else 0.
+func chunkBytes(m protocol.Message) int64 {
+	if td, ok := m.(*protocol.TensorData); ok {
+		return 4 * int64(len(td.Data))
+	}
+	return 0
+}
+
+// QueuedBytes returns the tensor data, in bytes, of the TensorData chunks
+// queued and not yet written: how far a peer that stopped reading is
+// behind (a coordinator refuses to queue more tensors for it).
+func (o *Outbox) QueuedBytes() int64 { return o.queued.Load() }
 
 // NewOutbox returns an empty outbox.
 func NewOutbox() *Outbox { return &Outbox{notify: make(chan struct{}, 1)} }
@@ -77,6 +95,9 @@ func (o *Outbox) Stage(m protocol.Message) {
 	o.mu.Lock()
 	if !o.closed {
 		o.out = append(o.out, m)
+		if n := chunkBytes(m); n > 0 {
+			o.queued.Add(n)
+		}
 	}
 	o.mu.Unlock()
 }
@@ -93,6 +114,11 @@ func (o *Outbox) Flush() {
 func (o *Outbox) Close() {
 	o.mu.Lock()
 	o.closed = true
+	var n int64
+	for _, m := range o.out {
+		n += chunkBytes(m)
+	}
+	o.queued.Add(-n)
 	o.out = nil
 	o.mu.Unlock()
 }
@@ -114,21 +140,29 @@ func (o *Outbox) Run(ctx context.Context, ws *websocket.Conn, tooBig func(protoc
 		o.mu.Unlock()
 		for i := 0; i < len(msgs); {
 			enc.Reset()
+			var chunked int64
 			for i < len(msgs) {
 				if err := enc.Append(msgs[i]); err != nil {
 					if enc.Count() == 0 {
+						o.queued.Add(-chunkBytes(msgs[i]))
 						tooBig(msgs[i], err)
 						i++
 						continue
 					}
 					break
 				}
+				chunked += chunkBytes(msgs[i])
 				i++
 			}
 			if enc.Count() == 0 {
 				continue
 			}
-			if err := ws.Write(ctx, websocket.MessageBinary, enc.Bytes()); err != nil {
+			err := ws.Write(ctx, websocket.MessageBinary, enc.Bytes())
+			o.queued.Add(-chunked)
+			if err != nil {
+				for _, m := range msgs[i:] {
+					o.queued.Add(-chunkBytes(m))
+				}
 				return err
 			}
 			if o.OnFrame != nil {

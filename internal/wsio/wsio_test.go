@@ -97,3 +97,36 @@ func TestClosedOutboxDrops(t *testing.T) {
 		t.Fatalf("%d messages queued after Close", len(o.out))
 	}
 }
+
+// TestQueuedBytes counts the tensor data of chunks staged until they are
+// written, and forgets what Close drops.
+func TestQueuedBytes(t *testing.T) {
+	server, client := pair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := NewOutbox()
+	chunk := &protocol.TensorData{Shape: []int{256}, Data: make([]float32, 256)}
+	o.Stage(chunk)
+	o.Stage(&protocol.Heartbeat{Seq: 1})
+	o.Stage(chunk)
+	if n := o.QueuedBytes(); n != 2*4*256 {
+		t.Fatalf("QueuedBytes = %d staged, want %d", n, 2*4*256)
+	}
+	frames := make(chan int, 8)
+	o.OnFrame = func(n int) { frames <- n }
+	go func() { _ = o.Run(ctx, server, func(protocol.Message, error) { t.Error("message too big") }) }()
+	o.Flush()
+	<-frames
+	if n := o.QueuedBytes(); n != 0 {
+		t.Fatalf("QueuedBytes = %d after the write, want 0", n)
+	}
+	if _, err := ReadFrame(ctx, client, nil); err != nil {
+		t.Fatal(err)
+	}
+	dropped := NewOutbox()
+	dropped.Stage(chunk)
+	dropped.Close()
+	if n := dropped.QueuedBytes(); n != 0 {
+		t.Fatalf("QueuedBytes = %d after Close, want 0", n)
+	}
+}
