@@ -250,6 +250,10 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	outs, err := s.assemble(r.Context(), rec)
+	if errors.Is(err, ErrClosed) {
+		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "assembling result: %v", err)
 		return
@@ -273,7 +277,11 @@ func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	shards, err := planner.Plan(rec.Kernel, inputs, s.planOf(ctx, rec.ID))
+	opts, err := s.planOf(ctx, rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	shards, err := planner.Plan(rec.Kernel, inputs, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -344,20 +344,15 @@ func (s *Server) request(ev event) error {
 	return s.await(ev.reply)
 }
 
-// call runs fn on the loop goroutine and waits for it.
+// call runs fn on the loop goroutine and waits for it. ctx is checked only
+// before fn is queued: once it is, call waits for the loop (which answers
+// promptly) or its end, so that fn never runs after call has returned and
+// its caller reads what fn wrote.
 func (s *Server) call(ctx context.Context, fn func()) error {
-	reply := make(chan any, 1)
-	if err := s.send(event{kind: evCall, fn: fn, reply: reply}); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	select {
-	case <-reply:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return ErrClosed
-	}
+	return s.request(event{kind: evCall, fn: fn})
 }
 
 func (s *Server) handle(ev event) {
@@ -737,13 +732,15 @@ func (s *Server) planFor(ctx context.Context, kernel string, inputs []*tensor.Te
 	return shards, opts, err
 }
 
-// planOf returns the planner options job id was planned with.
-func (s *Server) planOf(ctx context.Context, id string) planner.Options {
+// planOf returns the planner options job id was planned with (the
+// configured ones for a job this server did not plan, such as one from
+// before a restart).
+func (s *Server) planOf(ctx context.Context, id string) (planner.Options, error) {
 	opts := s.cfg.Planner
-	_ = s.call(ctx, func() {
+	err := s.call(ctx, func() {
 		if ji := s.jobs[scheduler.JobID(id)]; ji != nil {
 			opts = ji.plan
 		}
 	})
-	return opts
+	return opts, err
 }

@@ -47,3 +47,21 @@ func TestRequestsAfterShutdownFail(t *testing.T) {
 		}
 	}
 }
+
+// TestCallWithEndedContext: a call whose context has ended returns its
+// error without leaving work for the loop to do behind its back (it used to
+// return while the loop could still write the caller's variables: a data
+// race under -race, and planOf's wrong plan).
+func TestCallWithEndedContext(t *testing.T) {
+	c := startCoordinator(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 200 {
+		if _, _, err := c.srv.Stats(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Stats with an ended context: %v", err)
+		}
+	}
+	if _, _, err := c.srv.Stats(context.Background()); err != nil { // the loop has run anything queued
+		t.Fatal(err)
+	}
+}
