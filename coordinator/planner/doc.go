@@ -43,4 +43,8 @@
 // change the kernels. Finally the tiles are evened out: a 1000-row job in
 // tiles of at most 512 rows gets two tiles of 500 rather than 512 and 488,
 // so shards cost alike and the slowest does not hold the job back.
+//
+// A job's outputs are bounded too (MaxOutputBytes, default 4 GiB): the
+// coordinator holds every verified shard result until the result is read,
+// and a few kilobytes of inputs can ask for an enormous, cheap product.
 package planner

@@ -16,6 +16,11 @@ const (
 	DefaultBatchRows     = 256
 	DefaultMaxShardFLOPs = 4e9
 	DefaultMaxShardBytes = 64 << 20
+	// DefaultMaxOutputBytes bounds a job's outputs (4 GiB): the
+	// coordinator holds every verified shard result until the job's
+	// result is read, so inputs of a few kilobytes whose product is
+	// enormous (65536×1 · 1×65536) must be refused before any work.
+	DefaultMaxOutputBytes = 4 << 30
 )
 
 // Errors returned by Plan and Assemble.
@@ -25,8 +30,8 @@ var (
 	ErrInputs = errors.New("planner: bad job inputs")
 	// ErrOptions reports negative or non-finite Options.
 	ErrOptions = errors.New("planner: bad options")
-	// ErrTooBig reports a job whose smallest possible shard still exceeds
-	// MaxShardFLOPs or MaxShardBytes.
+	// ErrTooBig reports a job whose outputs exceed MaxOutputBytes, or whose
+	// smallest possible shard still exceeds MaxShardFLOPs or MaxShardBytes.
 	ErrTooBig = errors.New("planner: job cannot be cut into shards within the limits")
 	// ErrOutputs reports shard outputs that do not fit the shards or that
 	// do not cover the job's outputs exactly once.
@@ -71,6 +76,9 @@ type Options struct {
 	// BatchRows is the preferred mlp-infer batch (0: DefaultBatchRows),
 	// shrunk and evened out the same way.
 	BatchRows int
+	// MaxOutputBytes caps the job's outputs, 4 bytes per element, all of
+	// mlp-infer's Z_l counted (0: DefaultMaxOutputBytes).
+	MaxOutputBytes float64
 }
 
 // withDefaults checks o and fills in its zero fields.
@@ -78,7 +86,7 @@ func (o Options) withDefaults() (Options, error) {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"MaxShardFLOPs", o.MaxShardFLOPs}, {"MaxShardBytes", o.MaxShardBytes}} {
+	}{{"MaxShardFLOPs", o.MaxShardFLOPs}, {"MaxShardBytes", o.MaxShardBytes}, {"MaxOutputBytes", o.MaxOutputBytes}} {
 		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return o, fmt.Errorf("%w: %s is %g, want 0 (the default) or a positive number", ErrOptions, f.name, f.v)
 		}
@@ -96,6 +104,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxShardBytes == 0 {
 		o.MaxShardBytes = DefaultMaxShardBytes
+	}
+	if o.MaxOutputBytes == 0 {
+		o.MaxOutputBytes = DefaultMaxOutputBytes
 	}
 	if o.TileRows == 0 {
 		o.TileRows = DefaultTile
@@ -115,8 +126,12 @@ func Plan(kernel string, inputs []*tensor.Tensor, opt Options) ([]Shard, error) 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkInputs(kernel, inputs); err != nil {
+	shapes, err := checkInputs(kernel, inputs)
+	if err != nil {
 		return nil, err
+	}
+	if b := outputBytes(shapes); b > opt.MaxOutputBytes {
+		return nil, fmt.Errorf("%w: the %s job's outputs %v would take %.3g bytes, over MaxOutputBytes %.3g", ErrTooBig, kernel, shapes, b, opt.MaxOutputBytes)
 	}
 	switch kernel {
 	case shaders.Matmul:
@@ -144,6 +159,20 @@ func checkInputs(kernel string, inputs []*tensor.Tensor) ([][]int, error) {
 		return nil, fmt.Errorf("%w: %s output %v is empty: there is nothing to compute", ErrInputs, kernel, shapes[len(shapes)-1])
 	}
 	return shapes, nil
+}
+
+// outputBytes is the size of outputs of these shapes, 4 bytes per element,
+// in float64 so that no product of dimensions overflows.
+func outputBytes(shapes [][]int) float64 {
+	var total float64
+	for _, sh := range shapes {
+		n := 4.0
+		for _, d := range sh {
+			n *= float64(d)
+		}
+		total += n
+	}
+	return total
 }
 
 // planMatmul tiles C = A·B.

@@ -361,6 +361,14 @@ func TestPlanErrors(t *testing.T) {
 		// The weights alone are 4·(3·2+2) = 32 bytes.
 		{"weights over bytes", shaders.MLPInfer, mlp, Options{MaxShardBytes: 40}, []error{ErrTooBig}},
 		{"mlp row over FLOPs", shaders.MLPInfer, mlp, Options{MaxShardFLOPs: 10}, []error{ErrTooBig}},
+		// C is 4×5: 80 bytes.
+		{"output over bytes", shaders.Matmul, []*tensor.Tensor{a, b}, Options{MaxOutputBytes: 79}, []error{ErrTooBig}},
+		{"negative output limit", shaders.Matmul, []*tensor.Tensor{a, b}, Options{MaxOutputBytes: -1}, []error{ErrOptions}},
+		// Inputs of 256 KiB each whose product would be 16 GiB, cheap
+		// by FLOPs: refused before any work.
+		{"huge outer product", shaders.Matmul, []*tensor.Tensor{tensor.New(1<<16, 1), tensor.New(1, 1<<16)}, Options{}, []error{ErrTooBig}},
+		// Z_1 alone would be 2²⁰×4096 (16 GiB).
+		{"huge mlp output", shaders.MLPInfer, []*tensor.Tensor{tensor.New(1<<20, 1), tensor.New(1, 4096), tensor.New(4096)}, Options{}, []error{ErrTooBig}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -378,6 +386,9 @@ func TestPlanErrors(t *testing.T) {
 	// Exactly at the limits is allowed.
 	if _, err := Plan(shaders.Matmul, []*tensor.Tensor{a, b}, Options{MaxShardFLOPs: 6, MaxShardBytes: 28}); err != nil {
 		t.Errorf("one element per shard, limits met exactly: %v", err)
+	}
+	if _, err := Plan(shaders.Matmul, []*tensor.Tensor{a, b}, Options{MaxOutputBytes: 80}); err != nil {
+		t.Errorf("output of exactly MaxOutputBytes: %v", err)
 	}
 }
 
