@@ -208,17 +208,24 @@ func ReadSafetensors(r io.Reader, maxBytes int64) (map[string]*Tensor, map[strin
 	n := binary.LittleEndian.Uint64(lenBuf[:])
 	switch {
 	case n > MaxHeaderBytes:
-		return nil, nil, fmt.Errorf("%w: header length %d exceeds %d", ErrTooLarge, n, MaxHeaderBytes)
+		// Over the format's own limit: more likely not a safetensors file
+		// at all (its first 8 bytes read as a length) than a large one.
+		return nil, nil, fmt.Errorf("%w: header length %d exceeds the format's %d: not a safetensors file?", ErrSafetensors, n, MaxHeaderBytes)
 	case maxBytes < 8 || n > uint64(maxBytes-8):
 		return nil, nil, fmt.Errorf("%w: header length %d exceeds the limit of %d bytes for the whole file", ErrTooLarge, n, maxBytes)
 	case n < 2:
 		return nil, nil, fmt.Errorf("%w: header length %d is too short for a JSON object", ErrSafetensors, n)
 	}
-	header := make([]byte, n)
-	if _, err := io.ReadFull(r, header); err != nil {
-		return nil, nil, fmt.Errorf("%w: reading the %d-byte header: %w", ErrSafetensors, n, noEOF(err))
+	// The header grows as it arrives: a file that claims a 100 MB header
+	// and ends costs what it sent, not the claim.
+	var header bytes.Buffer
+	if _, err := header.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
+		return nil, nil, fmt.Errorf("%w: reading the %d-byte header: %w", ErrSafetensors, n, err)
 	}
-	entries, metadata, err := parseHeader(header)
+	if uint64(header.Len()) != n {
+		return nil, nil, fmt.Errorf("%w: reading the %d-byte header: %w after %d bytes", ErrSafetensors, n, io.ErrUnexpectedEOF, header.Len())
+	}
+	entries, metadata, err := parseHeader(header.Bytes())
 	if err != nil {
 		return nil, nil, err
 	}

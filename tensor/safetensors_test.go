@@ -258,8 +258,9 @@ func TestReadSafetensorsMalformed(t *testing.T) {
 	}{
 		{"empty input", nil, 0, ErrSafetensors, "header length"},
 		{"seven bytes", []byte{1, 2, 3, 4, 5, 6, 7}, 0, ErrSafetensors, "header length"},
-		{"header length over the format's limit", lengthOnly(MaxHeaderBytes + 1), 1 << 40, ErrTooLarge, "100000000"},
-		{"header length 2^64-1", lengthOnly(math.MaxUint64), 1 << 40, ErrTooLarge, ""},
+		{"header length over the format's limit", lengthOnly(MaxHeaderBytes + 1), 1 << 40, ErrSafetensors, "not a safetensors file"},
+		{"header length 2^64-1", lengthOnly(math.MaxUint64), 1 << 40, ErrSafetensors, ""},
+		{"text, not safetensors", []byte("hello world"), 1 << 30, ErrSafetensors, "not a safetensors file"},
 		{"header length over maxBytes", lengthOnly(1000), 500, ErrTooLarge, "500"},
 		{"maxBytes below 8", file("{}", nil), 4, ErrTooLarge, ""},
 		{"header length zero", lengthOnly(0), 0, ErrSafetensors, "too short"},
@@ -451,4 +452,21 @@ func ExampleWriteSafetensors() {
 	}
 	fmt.Println(tensors["w"].Shape, tensors["w"].Data, metadata["format"])
 	// Output: [2 3] [1 2 3 4 5 6] pt
+}
+
+// TestHeaderAllocatedAsItArrives: a file that claims a header of nearly
+// MaxHeaderBytes and then ends costs about what it sent, not the claim.
+func TestHeaderAllocatedAsItArrives(t *testing.T) {
+	claim := binary.LittleEndian.AppendUint64(nil, MaxHeaderBytes-8)
+	claim = append(claim, `{"a":`...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := ReadSafetensors(bytes.NewReader(claim), 1<<40)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrSafetensors) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("err = %v, want a truncated header", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Fatalf("a %d-byte file allocated %d bytes: the header was allocated at its claimed size", len(claim), got)
+	}
 }

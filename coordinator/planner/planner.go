@@ -23,6 +23,10 @@ const (
 	DefaultMaxOutputBytes = 4 << 30
 )
 
+// MaxShards bounds the shards of one job (the coordinator keeps state for
+// each); it equals store.MaxShards.
+const MaxShards = 1 << 26
+
 // Errors returned by Plan and Assemble.
 var (
 	// ErrInputs reports job inputs that do not fit the kernel; it wraps
@@ -195,6 +199,10 @@ func planMatmul(a, b *tensor.Tensor, opt Options) ([]Shard, error) {
 		}
 	}
 	rowCuts, colCuts := even(m, tr), even(n, tc)
+	if tiles := (len(rowCuts) - 1) * (len(colCuts) - 1); tiles > MaxShards {
+		return nil, fmt.Errorf("%w: a %d×%d·%d×%d matmul needs %d tiles of %d×%d within the limits, over the %d shards a job may have; raise MaxShardFLOPs or MaxShardBytes",
+			ErrTooBig, m, k, k, n, tiles, tr, tc, MaxShards)
+	}
 
 	// One tensor per row slice of A and per column slice of B, shared by
 	// every shard that uses it.

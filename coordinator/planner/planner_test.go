@@ -367,6 +367,8 @@ func TestPlanErrors(t *testing.T) {
 		// Inputs of 256 KiB each whose product would be 16 GiB, cheap
 		// by FLOPs: refused before any work.
 		{"huge outer product", shaders.Matmul, []*tensor.Tensor{tensor.New(1<<16, 1), tensor.New(1, 1<<16)}, Options{}, []error{ErrTooBig}},
+		// One element per shard (2 FLOPs each): 8193² tiles, over MaxShards.
+		{"too many shards", shaders.Matmul, []*tensor.Tensor{tensor.New(8193, 1), tensor.New(1, 8193)}, Options{MaxShardFLOPs: 2}, []error{ErrTooBig}},
 		// Z_1 alone would be 2²⁰×4096 (16 GiB).
 		{"huge mlp output", shaders.MLPInfer, []*tensor.Tensor{tensor.New(1<<20, 1), tensor.New(1, 4096), tensor.New(4096)}, Options{}, []error{ErrTooBig}},
 	}

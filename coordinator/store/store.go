@@ -177,8 +177,14 @@ type Store interface {
 	Close() error
 }
 
+// MaxShards bounds a job's shards, so that a store can hold a slot per
+// shard: far more than a planner cuts (a 1 GiB job in its smallest tiles
+// is a few million).
+const MaxShards = 1 << 26
+
 // ValidateJob checks a record and its inputs for CreateJob: a non-empty ID
-// and kernel, a valid status, a non-zero Created, non-negative counts with
+// and kernel, a valid status, a non-zero Created, at most MaxShards shards,
+// non-negative counts with
 // Verified and Corrections zero, finite non-negative FLOPs, one valid tensor
 // per distinct, non-empty input name. It returns an error wrapping
 // ErrInvalid. Implementations call it so that all of them refuse the same
@@ -199,6 +205,8 @@ func ValidateJob(rec JobRecord, inputs []*tensor.Tensor) error {
 		return bad("Created is not set")
 	case rec.Replication < 0 || rec.Shards < 0 || rec.Replicas < 0:
 		return bad("negative count (replication %d, shards %d, replicas %d)", rec.Replication, rec.Shards, rec.Replicas)
+	case rec.Shards > MaxShards:
+		return bad("%d shards, over the %d a job may have", rec.Shards, MaxShards)
 	case rec.Verified != 0 || rec.Corrections != 0:
 		return bad("Verified and Corrections are counted by PutShardResult and must start at 0")
 	case !finiteNonNegative(rec.FLOPs):

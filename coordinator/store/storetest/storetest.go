@@ -204,6 +204,7 @@ func testCreateInvalid(t *testing.T, s store.Store) {
 		{"empty status", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Status = "" }},
 		{"zero Created", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Created = time.Time{} }},
 		{"negative shards", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Shards = -1 }},
+		{"shards over MaxShards", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Shards = 1 << 62 }},
 		{"negative replication", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Replication = -1 }},
 		{"Verified preset", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Verified = 1 }},
 		{"Corrections preset", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Corrections = 1 }},
