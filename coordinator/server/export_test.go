@@ -19,3 +19,9 @@ func SubmitUnstored(s *Server, kernel string, inputs []*tensor.Tensor, replicati
 	sub := &submission{id: id, kernel: kernel, inputs: inputs, shards: shards, replication: replication, plan: plan}
 	return string(id), s.request(event{kind: evSubmit, job: sub})
 }
+
+// Held returns the jobs and the hash-addressed tensors the loop keeps.
+func Held(s *Server) (jobs, blobs int, err error) {
+	err = s.call(context.Background(), func() { jobs, blobs = len(s.jobs), len(s.blobs) })
+	return jobs, blobs, err
+}

@@ -169,15 +169,15 @@ type Server struct {
 // not held back long.
 const burstEvents = 64
 
+// jobInfo is what the loop keeps of a job (the scheduler holds its tasks,
+// the store its inputs and results). A finished job keeps only its plan, and
+// only when it differs from the configured one: assembling its result
+// re-plans the stored inputs with it.
 type jobInfo struct {
-	kernel  string
-	plan    planner.Options // the options its shards were planned with
-	inputs  []*tensor.Tensor
-	shards  []planner.Shard
+	plan    planner.Options  // the options its shards were planned with
 	tensors []*tensor.Tensor // tensors this job hashed, to forget when done
 	// held are the blobs this job holds a reference to.
-	held    map[[32]byte]struct{}
-	started time.Time
+	held map[[32]byte]struct{}
 }
 
 // blob is a tensor sent by hash, kept for Fetch while any job that sent it
@@ -412,7 +412,7 @@ func (s *Server) submit(now time.Time, sub *submission) {
 	for i, sh := range sub.shards {
 		tasks[i] = scheduler.Task{Kernel: sh.Kernel, Inputs: sh.Inputs, FLOPs: sh.FLOPs, Bytes: sh.Bytes, MaxTensorBytes: sh.MaxTensorBytes}
 	}
-	s.jobs[sub.id] = &jobInfo{kernel: sub.kernel, inputs: sub.inputs, shards: sub.shards, plan: sub.plan, started: now}
+	s.jobs[sub.id] = &jobInfo{plan: sub.plan}
 	s.metrics.jobs.Inc()
 	s.apply(s.sched.SubmitJob(now, scheduler.Job{ID: sub.id, Tasks: tasks, Replication: sub.replication}))
 }
@@ -474,14 +474,14 @@ func (s *Server) apply(acts []scheduler.Action) {
 			}
 		case scheduler.JobDone:
 			s.setStatus(ctx, a.Job, store.StatusDone, "")
-			s.forgetTensors(a.Job)
+			s.finished(a.Job)
 		case scheduler.JobFailed:
 			status := store.StatusFailed
 			if a.Reason == "cancelled" {
 				status = store.StatusCancelled
 			}
 			s.setStatus(ctx, a.Job, status, a.Reason)
-			s.forgetTensors(a.Job)
+			s.finished(a.Job)
 		}
 	}
 }
@@ -510,6 +510,15 @@ func (s *Server) setStatus(ctx context.Context, id scheduler.JobID, status store
 	}
 	if status == store.StatusDone || status == store.StatusFailed {
 		s.log.Info("job finished", "job", id, "status", status, "reason", reason)
+	}
+}
+
+// finished drops what the loop holds for a job that has ended but its plan,
+// and that too when it is the configured one (planOf falls back to it).
+func (s *Server) finished(id scheduler.JobID) {
+	s.forgetTensors(id)
+	if ji := s.jobs[id]; ji != nil && ji.plan == s.cfg.Planner {
+		delete(s.jobs, id)
 	}
 }
 

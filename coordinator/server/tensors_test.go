@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/server"
 	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/shaders"
@@ -120,5 +121,47 @@ func TestSharedTensorOutlivesTheFirstJob(t *testing.T) {
 	}
 	if _, err := cl.Wait(ctx, ids[1], 10*time.Millisecond, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFinishedJobsAreForgotten: once jobs end, the loop keeps neither them
+// nor their tensors (the store has what their results need).
+func TestFinishedJobsAreForgotten(t *testing.T) {
+	c := startCoordinator(t, func(cfg *server.Config) {
+		cfg.InlineBytes = 64 // inputs by hash, so that there are tensors to forget
+		sc := scheduler.DefaultConfig()
+		sc.CanaryRate = 0 // canaries belong to no job, and keep their tensors
+		cfg.Scheduler = &sc
+	})
+	startWorkers(t, c, 2, nil)
+	rng := rand.New(rand.NewPCG(12, 12))
+	ctx := context.Background()
+	cl := c.client()
+	var ids []string
+	for range 3 {
+		job, err := cl.SubmitMatmul(ctx, randomTensor(rng, 16, 9), randomTensor(rng, 9, 16), client.SubmitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, job.ID)
+	}
+	cancelled, err := cl.SubmitMatmul(ctx, randomTensor(rng, 4096, 64), randomTensor(rng, 64, 4096), client.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Cancel(ctx, cancelled.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := cl.Wait(ctx, id, 10*time.Millisecond, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the loop to let go of finished jobs", func() bool {
+		jobs, blobs, err := server.Held(c.srv)
+		return err == nil && jobs == 0 && blobs == 0
+	})
+	if _, err := cl.Result(ctx, ids[0]); err != nil {
+		t.Fatalf("result of a forgotten job: %v", err)
 	}
 }
