@@ -36,8 +36,11 @@ func ChunkTensor(hash [32]byte, shape []int, data []float32, maxElems int) ([]Te
 
 // Assembler puts tensors back together from TensorData chunks, which may
 // arrive in any order and interleaved between tensors. It holds at most a
-// budget of bytes of unfinished tensors, so a peer cannot make it allocate
-// more by claiming a huge shape. An Assembler is not safe for concurrent use.
+// budget of bytes of unfinished tensors, charged at the size each tensor's
+// shape claims, so a peer cannot make it hold more by claiming huge
+// shapes; and it allocates only for the data that has arrived (the tensor
+// itself once complete), so a small frame claiming a huge shape costs what
+// it sent. An Assembler is not safe for concurrent use.
 type Assembler struct {
 	limit   int64
 	used    int64
@@ -46,9 +49,20 @@ type Assembler struct {
 
 type partial struct {
 	shape []int
-	data  []float32
-	spans []span // received ranges: sorted, disjoint, adjacent ones merged
-	got   int
+	n     int // elements the shape holds
+	// The data received: copies of the chunks (in arrival order) until
+	// half the tensor has arrived, then the tensor itself (data), so that
+	// what is allocated stays within twice what was sent.
+	chunks []piece
+	data   []float32
+	spans  []span // received ranges: sorted, disjoint, adjacent ones merged
+	got    int
+}
+
+// piece is one chunk's data, starting at element lo of its tensor.
+type piece struct {
+	lo   int
+	data []float32
 }
 
 type span struct{ lo, hi int }
@@ -78,17 +92,21 @@ func (a *Assembler) Add(c *TensorData) (*tensor.Tensor, error) {
 		if bytes := 4 * int64(n); bytes > a.limit-a.used {
 			return nil, fmt.Errorf("%w: tensor %x of shape %v needs %d bytes, %d of %d free", ErrTooBig, c.Hash[:4], c.Shape, bytes, a.limit-a.used, a.limit)
 		}
-		p = &partial{shape: slices.Clone(c.Shape), data: make([]float32, n)}
+		p = &partial{shape: slices.Clone(c.Shape), n: n}
 		a.pending[c.Hash] = p
 		a.used += 4 * int64(n)
 	} else if !slices.Equal(p.shape, c.Shape) {
 		a.Drop(c.Hash)
 		return nil, fmt.Errorf("%w: tensor %x: chunk says shape %v, earlier chunks %v", ErrChunk, c.Hash[:4], c.Shape, p.shape)
 	}
-	n := len(p.data)
+	n := p.n
 	if c.Offset > uint64(n) || uint64(len(c.Data)) > uint64(n)-c.Offset {
 		a.Drop(c.Hash)
 		return nil, fmt.Errorf("%w: tensor %x: chunk [%d, +%d) outside %d elements", ErrShape, c.Hash[:4], c.Offset, len(c.Data), n)
+	}
+	if len(c.Data) == 0 && n > 0 {
+		a.Drop(c.Hash)
+		return nil, fmt.Errorf("%w: tensor %x: an empty chunk of a tensor of %d elements", ErrChunk, c.Hash[:4], n)
 	}
 	lo, hi := int(c.Offset), int(c.Offset)+len(c.Data)
 	if lo < hi {
@@ -96,18 +114,42 @@ func (a *Assembler) Add(c *TensorData) (*tensor.Tensor, error) {
 			a.Drop(c.Hash)
 			return nil, fmt.Errorf("%w: tensor %x: %v", ErrChunk, c.Hash[:4], err)
 		}
-		copy(p.data[lo:hi], c.Data)
+		p.store(lo, c.Data)
 		p.got += hi - lo
 	}
 	if p.got < n {
 		return nil, nil
 	}
 	a.Drop(c.Hash)
+	if p.data == nil {
+		p.data = []float32{} // a tensor of no elements
+	}
 	t := &tensor.Tensor{Shape: p.shape, Data: p.data}
 	if got := t.Hash(); got != c.Hash {
 		return nil, fmt.Errorf("%w: chunks named %x, content hashes to %x", ErrHashMismatch, c.Hash[:8], got[:8])
 	}
 	return t, nil
+}
+
+// store copies data, received for elements [lo, lo+len(data)), into p:
+// as a piece of its own while less than half of the tensor has arrived,
+// into the tensor — allocated once half has — after that.
+func (p *partial) store(lo int, data []float32) {
+	switch {
+	case p.data != nil:
+		copy(p.data[lo:], data)
+	case 2*(p.got+len(data)) < p.n:
+		p.chunks = append(p.chunks, piece{lo: lo, data: slices.Clone(data)})
+	case p.got == 0 && len(data) == p.n: // the whole tensor in one chunk
+		p.data = slices.Clone(data)
+	default:
+		p.data = make([]float32, p.n)
+		for _, c := range p.chunks {
+			copy(p.data[c.lo:], c.data)
+		}
+		p.chunks = nil
+		copy(p.data[lo:], data)
+	}
 }
 
 // insert records [lo, hi) as received, refusing an overlap.
@@ -137,7 +179,7 @@ func (p *partial) insert(lo, hi int) error {
 // Drop forgets everything received for hash and frees its budget.
 func (a *Assembler) Drop(hash [32]byte) {
 	if p := a.pending[hash]; p != nil {
-		a.used -= 4 * int64(len(p.data))
+		a.used -= 4 * int64(p.n)
 		delete(a.pending, hash)
 	}
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -223,5 +224,33 @@ func TestAssemblerBudget(t *testing.T) {
 	asm.Drop(hx)
 	if _, err := asm.Add(&TensorData{Hash: hy, Shape: y.Shape, Data: y.Data[:1]}); err != nil {
 		t.Fatalf("after Drop: %v", err)
+	}
+}
+
+// TestAssemblerAllocatesWhatArrives: one small chunk that claims a huge
+// shape costs about what it carried, and an empty chunk of a non-empty
+// tensor is refused rather than held.
+func TestAssemblerAllocatesWhatArrives(t *testing.T) {
+	asm := NewAssembler(1 << 30)
+	claim := TensorData{Hash: [32]byte{1}, Shape: []int{1 << 26}, Offset: 0, Data: []float32{1}}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, err := asm.Add(&claim)
+	runtime.ReadMemStats(&after)
+	if got != nil || err != nil {
+		t.Fatalf("first chunk of 2^26 elements: %v, %v; want it held", got, err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("one element of a 256 MiB tensor allocated %d bytes", n)
+	}
+	if asm.Used() != 4<<26 {
+		t.Fatalf("budget charged %d bytes, want the claimed 256 MiB", asm.Used())
+	}
+	empty := TensorData{Hash: [32]byte{2}, Shape: []int{16}, Offset: 3}
+	if _, err := asm.Add(&empty); !errors.Is(err, ErrChunk) {
+		t.Fatalf("an empty chunk of a 16-element tensor: %v, want ErrChunk", err)
+	}
+	if asm.Pending() != 1 {
+		t.Fatalf("%d tensors pending, want only the first", asm.Pending())
 	}
 }

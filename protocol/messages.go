@@ -47,7 +47,8 @@ type Capabilities struct {
 	// MaxShardBytes is the most input plus output bytes the worker takes in
 	// one shard.
 	MaxShardBytes uint64
-	// GFLOPS is the speed the worker measured on a reference shard.
+	// GFLOPS is the speed the worker measured on a reference shard:
+	// finite and non-negative (a decoder refuses anything else).
 	GFLOPS float64
 	// Threads is the number of CPU threads the worker computes with.
 	Threads uint16
@@ -528,6 +529,9 @@ func (m *Capabilities) decode(r *reader) {
 	m.MaxShardBytes = r.u64()
 	m.GFLOPS = math.Float64frombits(r.u64())
 	m.Threads = r.u16()
+	if !(m.GFLOPS >= 0) || math.IsInf(m.GFLOPS, 0) { // NaN fails >= 0
+		r.fail(ErrMalformed, "GFLOPS %v is not a finite non-negative speed", m.GFLOPS)
+	}
 }
 
 func (m *Window) decode(r *reader) { m.Size = r.u32() }
