@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/internal/wsio"
 	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
@@ -70,15 +72,29 @@ func startFake(t *testing.T) *fakeCoordinator {
 // coordinator's side of its connection.
 func (f *fakeCoordinator) run(b worker.Backend) *websocket.Conn {
 	f.t.Helper()
+	ws, _ := f.start(b)
+	return ws
+}
+
+// start is run, also returning what the worker's Run returns.
+func (f *fakeCoordinator) start(b worker.Backend) (*websocket.Conn, <-chan error) {
+	f.t.Helper()
 	key, err := identity.NewKey()
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	w := worker.New(worker.Config{URL: f.url, Signer: identity.NewKeySigner(key), Backend: b, MinBackoff: time.Hour})
+	w := worker.New(worker.Config{URL: f.url, Signer: identity.NewKeySigner(key), Backend: b, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = w.Run(ctx) })
+	wg.Go(func() { ran <- w.Run(ctx) })
 	f.t.Cleanup(func() { cancel(); wg.Wait() })
+	return f.next(), ran
+}
+
+// next waits for the next worker connection.
+func (f *fakeCoordinator) next() *websocket.Conn {
+	f.t.Helper()
 	select {
 	case ws := <-f.conns:
 		return ws
@@ -205,4 +221,32 @@ func TestResultFitsAFrame(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestOnlyTheBanCodeBans: a worker closed with 1008 (a bad frame) — even
+// after a Goodbye that reads like a ban — reconnects; only the private ban
+// code ends its Run with ErrBanned.
+func TestOnlyTheBanCodeBans(t *testing.T) {
+	f := startFake(t)
+	ws, ran := f.start(worker.CPU{})
+	send(t, ws, &protocol.Goodbye{Reason: "banned-looking reason"})
+	_ = ws.Close(websocket.StatusPolicyViolation, "protocol: bad frame")
+	ws = f.next() // it came back
+	_ = ws.Close(websocket.StatusPolicyViolation, "banned: but said with 1008")
+	ws = f.next()
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned %v before the ban", err)
+	default:
+	}
+	send(t, ws, &protocol.Goodbye{Reason: "banned: wrong results"})
+	_ = ws.Close(wsio.StatusBanned, "banned: wrong results")
+	select {
+	case err := <-ran:
+		if !errors.Is(err, worker.ErrBanned) {
+			t.Fatalf("Run returned %v, want ErrBanned", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a banned worker kept running")
+	}
 }

@@ -329,7 +329,7 @@ func (s *session) readLoop() error {
 	for {
 		frame, err := s.readFrame(buf)
 		if err != nil {
-			if websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
+			if websocket.CloseStatus(err) == wsio.StatusBanned {
 				return fmt.Errorf("%w: %v", ErrBanned, err)
 			}
 			return err
@@ -362,17 +362,42 @@ func (s *session) readLoop() error {
 				}
 				s.w.cfg.Logger.Info("coordinator error", "lease", m.Lease, "code", m.Code, "message", m.Message)
 			case *protocol.Goodbye:
-				if len(m.Reason) >= 6 && m.Reason[:6] == "banned" {
-					return fmt.Errorf("%w: %s", ErrBanned, m.Reason)
-				}
-				return fmt.Errorf("worker: coordinator said goodbye: %s", m.Reason)
+				return goodbye(m.Reason)
 			case *protocol.Window, *protocol.Heartbeat:
 			}
 			return nil
 		})
+		var bye goodbye
+		if errors.As(err, &bye) {
+			return s.awaitClose(string(bye))
+		}
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// goodbye is the reason of the coordinator's Goodbye.
+type goodbye string
+
+func (g goodbye) Error() string { return "worker: coordinator said goodbye: " + string(g) }
+
+// awaitClose reads, for a few seconds, until the close that follows the
+// coordinator's Goodbye: only its code (wsio.StatusBanned) says whether
+// this address is banned.
+func (s *session) awaitClose(reason string) error {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	var buf []byte
+	for {
+		frame, err := wsio.ReadFrame(ctx, s.ws, buf)
+		if websocket.CloseStatus(err) == wsio.StatusBanned {
+			return fmt.Errorf("%w: %s", ErrBanned, reason)
+		}
+		if err != nil {
+			return goodbye(reason)
+		}
+		buf = frame
 	}
 }
 

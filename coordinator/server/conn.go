@@ -20,7 +20,7 @@ import (
 // Close codes sent to workers.
 const (
 	statusGoingAway = websocket.StatusGoingAway
-	statusBanned    = websocket.StatusPolicyViolation
+	statusBanned    = wsio.StatusBanned
 	statusBadFrame  = websocket.StatusPolicyViolation
 	statusTooBig    = websocket.StatusMessageTooBig
 )

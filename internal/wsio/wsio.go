@@ -19,6 +19,12 @@ import (
 	"github.com/neurolov/neurolov/protocol"
 )
 
+// StatusBanned is the close code a coordinator ends a banned worker's
+// connection with: one of the private codes (4000–4999), so that a worker
+// tells a ban (stop for good) from a bad frame (1008: reconnect) by the code
+// alone, even when the Goodbye that said why was lost.
+const StatusBanned websocket.StatusCode = 4001
+
 // ErrText reports a text message where frames are binary.
 var ErrText = fmt.Errorf("%w: text message; frames are binary", protocol.ErrMalformed)
 
