@@ -14,7 +14,13 @@
 // message into as few frames as fit (coder/websocket flushes each Write, so
 // batching is what keeps the coordinator's CPU per shard low). A malformed
 // frame closes its connection with status 1008 and the reason; an oversized
-// one with 1009; either way the worker's leases are re-issued.
+// one with 1009; either way the worker's leases are re-issued. A banned
+// address's connections close with the private status 4001
+// (wsio.StatusBanned), the only one a worker takes as a ban.
+//
+// The loop stages what it sends while it handles the events at hand (up to
+// burstEvents of them) and then wakes each writer once, so that a burst of
+// results is answered in full frames.
 //
 // Large tensors (weights, wide B tiles) travel once per connection as
 // TensorData chunks and are then named by content hash; a worker that lost

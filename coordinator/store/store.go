@@ -214,13 +214,15 @@ func ValidateJob(rec JobRecord, inputs []*tensor.Tensor) error {
 	case len(inputs) != len(rec.InputNames):
 		return bad("%d inputs for %d input names", len(inputs), len(rec.InputNames))
 	}
+	seen := make(map[string]bool, len(rec.InputNames)) // a deep MLP has thousands of inputs
 	for i, n := range rec.InputNames {
 		if n == "" {
 			return bad("input %d has no name", i)
 		}
-		if slices.Contains(rec.InputNames[:i], n) {
+		if seen[n] {
 			return bad("input name %q repeated", n)
 		}
+		seen[n] = true
 	}
 	if err := ValidateTensors(inputs); err != nil {
 		return fmt.Errorf("job %q inputs: %w", rec.ID, err)
