@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -127,6 +128,21 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "%s needs a tensor named %q", kernel, n)
 			return
 		}
+	}
+	if len(tensors) > len(names) {
+		wanted := make(map[string]bool, len(names))
+		for _, n := range names {
+			wanted[n] = true
+		}
+		var extra []string
+		for n := range tensors {
+			if !wanted[n] {
+				extra = append(extra, n)
+			}
+		}
+		slices.Sort(extra)
+		writeError(w, http.StatusBadRequest, "%s takes tensors %s; unexpected: %s", kernel, strings.Join(names, ", "), strings.Join(extra, ", "))
+		return
 	}
 	for i, t := range inputs {
 		if !t.AllFinite() {

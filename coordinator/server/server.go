@@ -175,6 +175,7 @@ const burstEvents = 64
 // re-plans the stored inputs with it.
 type jobInfo struct {
 	plan    planner.Options  // the options its shards were planned with
+	running bool             // whether its status says running (set at its first lease)
 	tensors []*tensor.Tensor // tensors this job hashed, to forget when done
 	// held are the blobs this job holds a reference to.
 	held map[[32]byte]struct{}
@@ -429,6 +430,10 @@ func (s *Server) apply(acts []scheduler.Action) {
 		case scheduler.Assign:
 			if c := s.conns[a.Worker]; c != nil {
 				s.assign(c, a)
+			}
+			if ji := s.jobs[a.Job]; ji != nil && !ji.running {
+				ji.running = true // a job runs from its first lease, not its first verified shard
+				s.setStatus(ctx, a.Job, store.StatusRunning, "")
 			}
 		case scheduler.Cancel:
 			if c := s.conns[a.Worker]; c != nil {

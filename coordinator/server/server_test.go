@@ -182,6 +182,8 @@ func TestAPIErrors(t *testing.T) {
 		{"bad kernel", "POST", "/v1/jobs?kernel=conv9", c.Key, safetensorsBody(t), 400, "unknown kernel"},
 		{"garbage body", "POST", "/v1/jobs?kernel=matmul", c.Key, []byte("\x05\x00\x00\x00\x00\x00\x00\x00{bad}"), 400, "safetensors"},
 		{"bad replication", "POST", "/v1/jobs?kernel=matmul&replication=x", c.Key, nil, 400, "replication"},
+		{"text body", "POST", "/v1/jobs?kernel=matmul", c.Key, []byte("hello world"), 400, "not a safetensors file"},
+		{"extra tensor", "POST", "/v1/jobs?kernel=matmul", c.Key, safetensorsBody(t, "Bias"), 400, "unexpected: Bias"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,9 +217,15 @@ func TestOversizedJobBodyIs413(t *testing.T) {
 	}
 }
 
-func safetensorsBody(t *testing.T) []byte {
+// safetensorsBody is a matmul job of two 2×2 tensors, A and B, and 2×2
+// tensors of the extra names.
+func safetensorsBody(t *testing.T, extra ...string) []byte {
 	var buf bytes.Buffer
-	if err := tensor.WriteSafetensors(&buf, map[string]*tensor.Tensor{"A": tensor.New(2, 2), "B": tensor.New(2, 2)}, nil); err != nil {
+	ts := map[string]*tensor.Tensor{"A": tensor.New(2, 2), "B": tensor.New(2, 2)}
+	for _, n := range extra {
+		ts[n] = tensor.New(2, 2)
+	}
+	if err := tensor.WriteSafetensors(&buf, ts, nil); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -474,5 +482,31 @@ func TestSilentWorkerIsDroppedByPing(t *testing.T) {
 	defer cancel()
 	if _, err := c.client().Wait(ctx, job.ID, 10*time.Millisecond, nil); err != nil {
 		t.Fatalf("job with a silent worker: %v", err)
+	}
+}
+
+// TestJobRunsFromItsFirstLease: a job whose shards are out on workers
+// reads running, not queued, before any result is verified.
+func TestJobRunsFromItsFirstLease(t *testing.T) {
+	c := startCoordinator(t, nil)
+	job := submitSmall(t, c, 1)
+	if job.Status != client.StateQueued {
+		t.Fatalf("with no worker the job is %s, want queued", job.Status)
+	}
+	raw := dialRaw(t, c)
+	raw.assigns(1) // holds the lease, never answers
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := c.client().Job(context.Background(), job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == client.StateRunning && st.Verified == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s with a shard leased and none verified, want running", st.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
