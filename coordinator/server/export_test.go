@@ -25,3 +25,17 @@ func Held(s *Server) (jobs, blobs int, err error) {
 	err = s.call(context.Background(), func() { jobs, blobs = len(s.jobs), len(s.blobs) })
 	return jobs, blobs, err
 }
+
+// HashForNoJob sends t's hash the way a canary's tensors are, and returns
+// how many tensors sent for no job the loop still keeps for Fetch.
+func HashForNoJob(s *Server, t *tensor.Tensor) (kept int, err error) {
+	err = s.call(context.Background(), func() {
+		s.hashOf("", t)
+		for _, o := range s.orphans {
+			if h, ok := s.hashes[o]; ok && s.blobs[h] != nil {
+				kept++
+			}
+		}
+	})
+	return kept, err
+}

@@ -155,6 +155,9 @@ type Server struct {
 	conns   map[scheduler.WorkerID]*conn
 	nextID  scheduler.WorkerID
 	blobs   map[[32]byte]*blob // tensors sent by hash, for Fetch
+	// orphans are the tensors sent by hash for no job (canaries), oldest
+	// first: only the last maxOrphans stay in blobs.
+	orphans []*tensor.Tensor
 	hashes  map[*tensor.Tensor][32]byte
 	jobs    map[scheduler.JobID]*jobInfo
 	addrs   map[scheduler.Address]*addrStats
@@ -575,6 +578,35 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 
 // hashOf returns t's content hash and makes sure the Fetch table holds it
 // for job.
+// maxOrphans bounds the tensors sent by hash for no job (canaries) that
+// the coordinator keeps for Fetch. A worker is sent a tensor with its
+// Assign and fetches it only if it lost its copy before computing, so the
+// last few hundred cover every canary still out; older ones are dropped
+// (a canary's tensors were kept for ever).
+const maxOrphans = 256
+
+// keepOrphan records t, a tensor sent by hash for no job, and drops the
+// oldest such tensor past maxOrphans from the Fetch table (unless a live
+// job holds the same content).
+func (s *Server) keepOrphan(t *tensor.Tensor) {
+	s.orphans = append(s.orphans, t)
+	if len(s.orphans) <= maxOrphans {
+		return
+	}
+	old := s.orphans[0]
+	n := copy(s.orphans, s.orphans[1:])
+	s.orphans[n] = nil
+	s.orphans = s.orphans[:n]
+	h, ok := s.hashes[old]
+	if !ok {
+		return
+	}
+	delete(s.hashes, old)
+	if b := s.blobs[h]; b != nil && b.t == old && b.jobs == 0 {
+		delete(s.blobs, h)
+	}
+}
+
 func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
 	h, known := s.hashes[t]
 	if !known {
@@ -582,9 +614,12 @@ func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
 		s.hashes[t] = h
 	}
 	ji := s.jobs[job]
-	if ji == nil {
+	if ji == nil { // a canary: no job will release it, the FIFO does
 		if s.blobs[h] == nil {
-			s.blobs[h] = &blob{t: t} // no job to release it: kept
+			s.blobs[h] = &blob{t: t}
+		}
+		if !known {
+			s.keepOrphan(t)
 		}
 		return h
 	}

@@ -165,3 +165,21 @@ func TestFinishedJobsAreForgotten(t *testing.T) {
 		t.Fatalf("result of a forgotten job: %v", err)
 	}
 }
+
+// TestCanaryTensorsAreBounded: tensors sent by hash for no job (canaries)
+// do not pile up in the Fetch table: past maxOrphans the oldest go.
+func TestCanaryTensorsAreBounded(t *testing.T) {
+	c := startCoordinator(t, nil)
+	var kept int
+	for i := range 300 {
+		x := tensor.New(4)
+		x.Data[0] = float32(i) // distinct content, distinct hash
+		var err error
+		if kept, err = server.HashForNoJob(c.srv, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, blobs, err := server.Held(c.srv); err != nil || kept != 256 || blobs != 256 {
+		t.Fatalf("after 300 canary tensors: %d kept, %d blobs (%v); want the last 256", kept, blobs, err)
+	}
+}
