@@ -151,10 +151,10 @@ type Server struct {
 	done   chan struct{}
 
 	// Loop-owned state (touched only by the loop goroutine).
-	sched   *scheduler.Scheduler
-	conns   map[scheduler.WorkerID]*conn
-	nextID  scheduler.WorkerID
-	blobs   map[[32]byte]*blob // tensors sent by hash, for Fetch
+	sched  *scheduler.Scheduler
+	conns  map[scheduler.WorkerID]*conn
+	nextID scheduler.WorkerID
+	blobs  map[[32]byte]*blob // tensors sent by hash, for Fetch
 	// orphans are the tensors sent by hash for no job (canaries), oldest
 	// first: only the last maxOrphans stay in blobs.
 	orphans []*tensor.Tensor
