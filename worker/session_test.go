@@ -250,3 +250,28 @@ func TestOnlyTheBanCodeBans(t *testing.T) {
 		t.Fatal("a banned worker kept running")
 	}
 }
+
+// TestCancelOfALeaseNotHeldIsIgnored: a Cancel for a lease the worker has
+// already answered, or never held, is not remembered (it was kept for the
+// life of the session, and would drop a later lease of that number).
+func TestCancelOfALeaseNotHeldIsIgnored(t *testing.T) {
+	f := startFake(t)
+	ws := f.run(worker.CPU{})
+	a, b := tensor.New(2, 3), tensor.New(3, 2)
+	assign := func(lease uint64) {
+		send(t, ws, &protocol.Assign{Lease: lease, Kernel: shaders.Matmul, Inputs: []protocol.TensorRef{
+			{Shape: a.Shape, Inline: true, Data: a.Data}, {Shape: b.Shape, Inline: true, Data: b.Data},
+		}})
+	}
+	result := func(lease uint64) {
+		readUntil(t, ws, func(m protocol.Message) bool {
+			r, ok := m.(*protocol.Result)
+			return ok && r.Lease == lease
+		})
+	}
+	assign(1)
+	result(1)
+	send(t, ws, &protocol.Cancel{Lease: 1}, &protocol.Cancel{Lease: 2}) // answered; never held
+	assign(2)
+	result(2) // computed and answered, not dropped by the stale Cancel
+}

@@ -207,7 +207,12 @@ type session struct {
 	cancel context.CancelCauseFunc
 
 	out       *wsio.Outbox
-	mu        sync.Mutex
+	mu sync.Mutex
+	// open holds the leases assigned and not yet answered, cancelled
+	// those of them the coordinator cancelled: a Cancel for a lease
+	// already answered (its other replica won, or it expired on the way)
+	// is not remembered for ever.
+	open      map[uint64]bool
 	cancelled map[uint64]bool
 	waiting   map[[32]byte][]slot // inputs waiting for fetched tensors
 
@@ -246,6 +251,7 @@ func (w *Worker) Session(ctx context.Context) error {
 	s := &session{
 		w: w, ws: ws, ctx: ctx, cancel: cancel,
 		out:       wsio.NewOutbox(),
+		open:      make(map[uint64]bool),
 		cancelled: make(map[uint64]bool),
 		waiting:   make(map[[32]byte][]slot),
 		tasks:     make(chan *task, 1024),
@@ -350,7 +356,9 @@ func (s *session) readLoop() error {
 				}
 			case *protocol.Cancel:
 				s.mu.Lock()
-				s.cancelled[m.Lease] = true
+				if s.open[m.Lease] {
+					s.cancelled[m.Lease] = true
+				}
 				s.mu.Unlock()
 			case *protocol.Error:
 				if h, ok := protocol.NotFoundHash(m); ok {
@@ -404,6 +412,9 @@ func (s *session) awaitClose(reason string) error {
 // assign turns an Assign into a task, fetching inputs it lacks.
 func (s *session) assign(m *protocol.Assign) {
 	t := &task{lease: m.Lease, kernel: m.Kernel, inputs: make([]*tensor.Tensor, len(m.Inputs))}
+	s.mu.Lock()
+	s.open[m.Lease] = true
+	s.mu.Unlock()
 	var fetch [][32]byte
 	for i := range m.Inputs {
 		ref := &m.Inputs[i]
@@ -433,6 +444,14 @@ func (s *session) assign(m *protocol.Assign) {
 	if t.missing == 0 {
 		s.tasks <- t
 	}
+}
+
+// closeLease forgets lease once it is answered, failed or dropped.
+func (s *session) closeLease(lease uint64) {
+	s.mu.Lock()
+	delete(s.open, lease)
+	delete(s.cancelled, lease)
+	s.mu.Unlock()
 }
 
 // arrived fills tasks waiting for tensor h.
@@ -467,6 +486,7 @@ func (s *session) notFound(h [32]byte) {
 		}
 		sl.t.failed = true
 		s.enqueue(&protocol.Error{Lease: sl.t.lease, Code: protocol.CodeNotFound, Message: fmt.Sprintf("input %d (tensor %x) could not be fetched: the coordinator no longer holds it", sl.i, h[:8])})
+		s.closeLease(sl.t.lease)
 	}
 }
 
@@ -482,6 +502,7 @@ func (s *session) computeLoop() {
 }
 
 func (s *session) compute(t *task) {
+	defer s.closeLease(t.lease)
 	s.mu.Lock()
 	dropped := s.cancelled[t.lease]
 	delete(s.cancelled, t.lease)
