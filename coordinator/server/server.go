@@ -419,6 +419,22 @@ func (s *Server) submit(now time.Time, sub *submission) {
 	s.jobs[sub.id] = &jobInfo{plan: sub.plan}
 	s.metrics.jobs.Inc()
 	s.apply(s.sched.SubmitJob(now, scheduler.Job{ID: sub.id, Tasks: tasks, Replication: sub.replication}))
+	if n := s.identities(); n < 2 && sub.replication != 1 {
+		s.log.Warn("job waits for workers of a second identity: a new identity's results are replicated, and one address never vouches twice for a shard",
+			"job", sub.id, "identities connected", n)
+	}
+}
+
+// identities counts the distinct addresses of the connected workers, up
+// to 2 (all that submit needs to know).
+func (s *Server) identities() int {
+	seen := make(map[scheduler.Address]bool, 2)
+	for _, c := range s.conns {
+		if seen[c.addr] = true; len(seen) >= 2 {
+			break
+		}
+	}
+	return len(seen)
 }
 
 // apply carries out the scheduler's actions.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -508,5 +509,47 @@ func TestJobRunsFromItsFirstLease(t *testing.T) {
 			t.Fatalf("job %s with a shard leased and none verified, want running", st.Status)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the loop's logger and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestJobWithoutTwoIdentitiesIsExplained: a job submitted while fewer
+// than two worker identities are connected says in the log what it waits
+// for; with two it does not.
+func TestJobWithoutTwoIdentitiesIsExplained(t *testing.T) {
+	var logs syncBuffer
+	c := startCoordinator(t, func(cfg *server.Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	const hint = "waits for workers of a second identity"
+	workers := func(n int) bool { _, got, _ := c.srv.Stats(context.Background()); return got == n }
+	startWorkers(t, c, 1, nil)
+	waitFor(t, "one worker", func() bool { return workers(1) })
+	submitSmall(t, c, 0)
+	waitFor(t, "the hint in the log", func() bool { return strings.Contains(logs.String(), hint) })
+	before := strings.Count(logs.String(), hint)
+	startWorkers(t, c, 1, nil)
+	waitFor(t, "two workers", func() bool { return workers(2) })
+	submitSmall(t, c, 0)
+	time.Sleep(100 * time.Millisecond) // the loop logs while handling the submission, before it answers
+	if n := strings.Count(logs.String(), hint); n != before {
+		t.Fatalf("two identities connected, the hint was logged again:\n%s", logs.String())
 	}
 }
