@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 
+	"github.com/neurolov/neurolov/coordinator/planner"
+	"github.com/neurolov/neurolov/coordinator/scheduler"
+
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -32,10 +35,32 @@ func HashForNoJob(s *Server, t *tensor.Tensor) (kept int, err error) {
 	err = s.call(context.Background(), func() {
 		s.hashOf("", t)
 		for _, o := range s.orphans {
-			if h, ok := s.hashes[o]; ok && s.blobs[h] != nil {
+			if s.blobs[o.h] != nil {
 				kept++
 			}
 		}
 	})
 	return kept, err
+}
+
+// HashForJob sends t's hash as job's Assigns do.
+func HashForJob(s *Server, job string, t *tensor.Tensor) error {
+	return s.call(context.Background(), func() { s.hashOf(scheduler.JobID(job), t) })
+}
+
+// AddJob puts a job planned with plan in the loop's table, as a
+// submission does (without scheduling anything).
+func AddJob(s *Server, job string, plan planner.Options) error {
+	return s.call(context.Background(), func() { s.jobs[scheduler.JobID(job)] = &jobInfo{plan: plan} })
+}
+
+// FinishJob releases job's tensors as its end does.
+func FinishJob(s *Server, job string) error {
+	return s.call(context.Background(), func() { s.finished(scheduler.JobID(job)) })
+}
+
+// HasBlob reports whether the Fetch table holds a tensor of hash h.
+func HasBlob(s *Server, h [32]byte) (held bool, err error) {
+	err = s.call(context.Background(), func() { held = s.blobs[h] != nil })
+	return held, err
 }

@@ -155,9 +155,10 @@ type Server struct {
 	conns  map[scheduler.WorkerID]*conn
 	nextID scheduler.WorkerID
 	blobs  map[[32]byte]*blob // tensors sent by hash, for Fetch
-	// orphans are the tensors sent by hash for no job (canaries), oldest
-	// first: only the last maxOrphans stay in blobs.
-	orphans []*tensor.Tensor
+	// orphans are the tensors sent by hash for no live job (canaries,
+	// re-verification of finished jobs), oldest first: only the last
+	// maxOrphans hold their blobs.
+	orphans []orphan
 	hashes  map[*tensor.Tensor][32]byte
 	jobs    map[scheduler.JobID]*jobInfo
 	addrs   map[scheduler.Address]*addrStats
@@ -179,6 +180,7 @@ const burstEvents = 64
 type jobInfo struct {
 	plan    planner.Options  // the options its shards were planned with
 	running bool             // whether its status says running (set at its first lease)
+	done    bool             // finished, kept for its plan: holds no tensors
 	tensors []*tensor.Tensor // tensors this job hashed, to forget when done
 	// held are the blobs this job holds a reference to.
 	held map[[32]byte]struct{}
@@ -188,8 +190,9 @@ type jobInfo struct {
 // by that hash is live: jobs with equal content (the same weights uploaded
 // twice) share one blob, so one job ending must not take it from the other.
 type blob struct {
-	t    *tensor.Tensor
-	jobs int // live jobs holding it
+	t       *tensor.Tensor
+	jobs    int // live jobs holding it
+	orphans int // entries of Server.orphans holding it
 }
 
 type addrStats struct {
@@ -541,8 +544,12 @@ func (s *Server) setStatus(ctx context.Context, id scheduler.JobID, status store
 // and that too when it is the configured one (planOf falls back to it).
 func (s *Server) finished(id scheduler.JobID) {
 	s.forgetTensors(id)
-	if ji := s.jobs[id]; ji != nil && ji.plan == s.cfg.Planner {
-		delete(s.jobs, id)
+	if ji := s.jobs[id]; ji != nil {
+		if ji.plan == s.cfg.Planner {
+			delete(s.jobs, id)
+		} else {
+			ji.done = true // kept for its plan only
+		}
 	}
 }
 
@@ -559,7 +566,7 @@ func (s *Server) forgetTensors(id scheduler.JobID) {
 	}
 	for h := range ji.held {
 		if b := s.blobs[h]; b != nil {
-			if b.jobs--; b.jobs <= 0 {
+			if b.jobs--; b.jobs <= 0 && b.orphans <= 0 {
 				delete(s.blobs, h)
 			}
 		}
@@ -592,8 +599,6 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 	c.enqueue(m)
 }
 
-// hashOf returns t's content hash and makes sure the Fetch table holds it
-// for job.
 // maxOrphans bounds the tensors sent by hash for no job (canaries) that
 // the coordinator keeps for Fetch. A worker is sent a tensor with its
 // Assign and fetches it only if it lost its copy before computing, so the
@@ -601,28 +606,39 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 // (a canary's tensors were kept for ever).
 const maxOrphans = 256
 
-// keepOrphan records t, a tensor sent by hash for no job, and drops the
-// oldest such tensor past maxOrphans from the Fetch table (unless a live
-// job holds the same content).
-func (s *Server) keepOrphan(t *tensor.Tensor) {
-	s.orphans = append(s.orphans, t)
+// orphan is a tensor sent by hash for no live job, and its hash.
+type orphan struct {
+	t *tensor.Tensor
+	h [32]byte
+}
+
+// keepOrphan records t (of hash h), a tensor sent by hash for no live job,
+// and drops the oldest such tensor past maxOrphans; its blob leaves the
+// Fetch table once neither a live job nor a newer orphan of the same
+// content holds it.
+func (s *Server) keepOrphan(t *tensor.Tensor, h [32]byte) {
+	s.blobs[h].orphans++
+	s.orphans = append(s.orphans, orphan{t, h})
 	if len(s.orphans) <= maxOrphans {
 		return
 	}
 	old := s.orphans[0]
 	n := copy(s.orphans, s.orphans[1:])
-	s.orphans[n] = nil
+	s.orphans[n] = orphan{}
 	s.orphans = s.orphans[:n]
-	h, ok := s.hashes[old]
-	if !ok {
-		return
+	if s.hashes[old.t] == old.h {
+		delete(s.hashes, old.t)
 	}
-	delete(s.hashes, old)
-	if b := s.blobs[h]; b != nil && b.t == old && b.jobs == 0 {
-		delete(s.blobs, h)
+	if b := s.blobs[old.h]; b != nil {
+		if b.orphans--; b.orphans <= 0 && b.jobs <= 0 {
+			delete(s.blobs, old.h)
+		}
 	}
 }
 
+// hashOf returns t's content hash and records t for Fetch: held by job
+// while it is live, or — for no live job (canaries, re-verification of a
+// finished job) — among the last maxOrphans such tensors.
 func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
 	h, known := s.hashes[t]
 	if !known {
@@ -630,12 +646,12 @@ func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
 		s.hashes[t] = h
 	}
 	ji := s.jobs[job]
-	if ji == nil { // a canary: no job will release it, the FIFO does
+	if ji == nil || ji.done { // no live job will release it: the FIFO does
 		if s.blobs[h] == nil {
 			s.blobs[h] = &blob{t: t}
 		}
 		if !known {
-			s.keepOrphan(t)
+			s.keepOrphan(t, h)
 		}
 		return h
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/server"
 	"github.com/neurolov/neurolov/protocol"
@@ -181,5 +182,61 @@ func TestCanaryTensorsAreBounded(t *testing.T) {
 	}
 	if _, blobs, err := server.Held(c.srv); err != nil || kept != 256 || blobs != 256 {
 		t.Fatalf("after 300 canary tensors: %d kept, %d blobs (%v); want the last 256", kept, blobs, err)
+	}
+}
+
+// TestOrphanBlobsAreCountedByContent: a newer canary tensor with the same
+// content as an evicted one keeps the blob; and a finished job kept for
+// its plan that sends a tensor again (re-verification) holds it only as
+// an orphan, so it does not stay for ever.
+func TestOrphanBlobsAreCountedByContent(t *testing.T) {
+	c := startCoordinator(t, nil)
+	fill := func(n, seed int) {
+		for i := range n {
+			x := tensor.New(4)
+			x.Data[0], x.Data[1] = float32(i), float32(seed)
+			if _, err := server.HashForNoJob(c.srv, x); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	shared := tensor.New(4)
+	shared.Data[3] = 42
+	h := shared.Hash()
+	first, second := shared.Clone(), shared.Clone() // same content, two canaries
+	if _, err := server.HashForNoJob(c.srv, first); err != nil {
+		t.Fatal(err)
+	}
+	fill(100, 1)
+	if _, err := server.HashForNoJob(c.srv, second); err != nil {
+		t.Fatal(err)
+	}
+	fill(200, 2) // the first is evicted, the second is still among the last 256
+	if held, err := server.HasBlob(c.srv, h); err != nil || !held {
+		t.Fatalf("a canary among the last 256 lost its tensor (%v)", err)
+	}
+	fill(100, 3) // now the second is evicted too
+	if held, _ := server.HasBlob(c.srv, h); held {
+		t.Fatal("a blob no canary and no job holds is still kept")
+	}
+
+	w := tensor.New(4)
+	w.Data[2] = 7
+	plan := planner.Options{TileRows: 3} // not the configured plan: the job stays in the table
+	if err := server.AddJob(c.srv, "j-kept", plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.HashForJob(c.srv, "j-kept", w); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.FinishJob(c.srv, "j-kept"); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.HashForJob(c.srv, "j-kept", w); err != nil { // re-verification
+		t.Fatal(err)
+	}
+	fill(300, 4)
+	if held, _ := server.HasBlob(c.srv, w.Hash()); held {
+		t.Fatal("a finished job's re-sent tensor is kept for ever")
 	}
 }
