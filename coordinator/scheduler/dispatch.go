@@ -197,10 +197,11 @@ func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted, strict bool) bo
 	if !s.canTake(wk, sh) {
 		return false
 	}
-	if wantTrusted && (s.trusted > 0 || strict) && !s.isTrusted(wk.rep) {
+	trustedOnly := wantTrusted && (s.trusted > 0 || strict)
+	if trustedOnly && !s.isTrusted(wk.rep) {
 		return false
 	}
-	if len(sh.failed) > 0 && slices.Contains(sh.failed, wk.Address) && s.otherCanTake(wk.Address, sh) {
+	if len(sh.failed) > 0 && slices.Contains(sh.failed, wk.Address) && s.otherCanTake(wk.Address, sh, trustedOnly) {
 		return false
 	}
 	return true
@@ -220,12 +221,15 @@ func (s *Scheduler) canTake(wk *worker, sh *shard) bool {
 
 // otherCanTake reports whether a connected worker whose address is not
 // failed, nor one that failed sh, could take a replica of sh (busy or not:
-// it frees a slot sooner or later). It scans the workers until it finds
-// one, which is quick unless there is none; it runs only for a worker that
-// failed sh.
-func (s *Scheduler) otherCanTake(failed Address, sh *shard) bool {
+// it frees a slot sooner or later) — a trusted one when trustedOnly, as
+// the replica waits for. It scans the workers until it finds one, which
+// is quick unless there is none; it runs only for a worker that failed sh.
+func (s *Scheduler) otherCanTake(failed Address, sh *shard, trustedOnly bool) bool {
 	for _, o := range s.workers {
 		if o.gone || o.Address == failed || slices.Contains(sh.failed, o.Address) {
+			continue
+		}
+		if trustedOnly && !s.isTrusted(o.rep) {
 			continue
 		}
 		if s.canTake(o, sh) {

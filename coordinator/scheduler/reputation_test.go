@@ -316,3 +316,47 @@ func TestForgottenJobIsNotReverified(t *testing.T) {
 		t.Fatalf("%d replicas still pending", p)
 	}
 }
+
+// TestFailedTrustedWorkerRetakesAReplicaOnlyItMayTake: a re-verification
+// replica waits for a trusted worker; when the only trusted one errs on it
+// and the others are untrusted, it gets the replica straight back (it was
+// kept from it because an untrusted worker "could take it", who was kept
+// from it in turn: nobody took it until the trusted wait ran out).
+func TestFailedTrustedWorkerRetakesAReplicaOnlyItMayTake(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Audit = false })
+	h.join(5, 5, 1)
+	h.join(6, 6, 1)
+	h.submit("c", 2, 42)
+	h.respond(5, 0.1)
+	if acts := h.respond(6, 0.1); find(acts, Accept) == nil {
+		t.Fatalf("not accepted: %v", acts)
+	}
+	h.leave(5)
+	h.leave(6)
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 10)
+	h.leave(2)
+	h.join(3, 3, 1) // untrusted
+	h.s.begin(h.now)
+	h.s.caught(addr(5), "test: caught elsewhere") // "c" is re-verified
+	h.s.fillAll(h.now)
+	h.record(h.s.out)
+	var lease LeaseID
+	for l, task := range h.open[1] {
+		if task.Inputs[0].Data[0] == 42 {
+			lease = l
+		}
+	}
+	if lease == 0 {
+		t.Fatalf("the trusted worker holds no re-verification replica: %v", h.open)
+	}
+	delete(h.open[1], lease)
+	acts := h.record(h.s.WorkerError(h.now, 1, lease, "out of memory"))
+	for _, a := range acts {
+		if a.Kind == Assign && a.Worker == 1 && a.Task.Inputs[0].Data[0] == 42 {
+			return
+		}
+	}
+	t.Fatalf("the only trusted worker did not get the replica back at once: %v", acts)
+}
