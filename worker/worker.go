@@ -206,8 +206,8 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	out       *wsio.Outbox
-	mu sync.Mutex
+	out *wsio.Outbox
+	mu  sync.Mutex
 	// open holds the leases assigned and not yet answered, cancelled
 	// those of them the coordinator cancelled: a Cancel for a lease
 	// already answered (its other replica won, or it expired on the way)
