@@ -208,13 +208,12 @@ type session struct {
 
 	out *wsio.Outbox
 	mu  sync.Mutex
-	// open holds the leases assigned and not yet answered, cancelled
-	// those of them the coordinator cancelled: a Cancel for a lease
-	// already answered (its other replica won, or it expired on the way)
-	// is not remembered for ever.
-	open      map[uint64]bool
-	cancelled map[uint64]bool
-	waiting   map[[32]byte][]slot // inputs waiting for fetched tensors
+	// open maps the leases assigned and not yet answered to whether the
+	// coordinator cancelled them: a Cancel for a lease already answered
+	// (its other replica won, or it expired on the way) is not
+	// remembered for ever.
+	open    map[uint64]bool
+	waiting map[[32]byte][]slot // inputs waiting for fetched tensors
 
 	tasks chan *task
 }
@@ -250,11 +249,10 @@ func (w *Worker) Session(ctx context.Context) error {
 	w.mu.Unlock()
 	s := &session{
 		w: w, ws: ws, ctx: ctx, cancel: cancel,
-		out:       wsio.NewOutbox(),
-		open:      make(map[uint64]bool),
-		cancelled: make(map[uint64]bool),
-		waiting:   make(map[[32]byte][]slot),
-		tasks:     make(chan *task, 1024),
+		out:     wsio.NewOutbox(),
+		open:    make(map[uint64]bool),
+		waiting: make(map[[32]byte][]slot),
+		tasks:   make(chan *task, 1024),
 	}
 	if err := s.handshake(); err != nil {
 		return err
@@ -356,8 +354,8 @@ func (s *session) readLoop() error {
 				}
 			case *protocol.Cancel:
 				s.mu.Lock()
-				if s.open[m.Lease] {
-					s.cancelled[m.Lease] = true
+				if _, ok := s.open[m.Lease]; ok {
+					s.open[m.Lease] = true
 				}
 				s.mu.Unlock()
 			case *protocol.Error:
@@ -413,7 +411,7 @@ func (s *session) awaitClose(reason string) error {
 func (s *session) assign(m *protocol.Assign) {
 	t := &task{lease: m.Lease, kernel: m.Kernel, inputs: make([]*tensor.Tensor, len(m.Inputs))}
 	s.mu.Lock()
-	s.open[m.Lease] = true
+	s.open[m.Lease] = false
 	s.mu.Unlock()
 	var fetch [][32]byte
 	for i := range m.Inputs {
@@ -450,8 +448,14 @@ func (s *session) assign(m *protocol.Assign) {
 func (s *session) closeLease(lease uint64) {
 	s.mu.Lock()
 	delete(s.open, lease)
-	delete(s.cancelled, lease)
 	s.mu.Unlock()
+}
+
+// isCancelled reports whether the coordinator cancelled lease.
+func (s *session) isCancelled(lease uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open[lease]
 }
 
 // arrived fills tasks waiting for tensor h.
@@ -503,11 +507,7 @@ func (s *session) computeLoop() {
 
 func (s *session) compute(t *task) {
 	defer s.closeLease(t.lease)
-	s.mu.Lock()
-	dropped := s.cancelled[t.lease]
-	delete(s.cancelled, t.lease)
-	s.mu.Unlock()
-	if dropped {
+	if s.isCancelled(t.lease) {
 		return
 	}
 	cfg := &s.w.cfg
@@ -519,11 +519,7 @@ func (s *session) compute(t *task) {
 	if cfg.Tamper != nil {
 		outs = cfg.Tamper(t.lease, t.kernel, t.inputs, outs)
 	}
-	s.mu.Lock()
-	dropped = s.cancelled[t.lease]
-	delete(s.cancelled, t.lease)
-	s.mu.Unlock()
-	if dropped {
+	if s.isCancelled(t.lease) {
 		return
 	}
 	res := &protocol.Result{Lease: t.lease, Outputs: make([]protocol.TensorRef, len(outs))}
