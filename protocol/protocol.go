@@ -41,6 +41,16 @@ const (
 	DefaultChunkElems = 1 << 18
 )
 
+// MaxInlineBytes bounds the tensor data one Assign or Result carries
+// inline: the frame limit less 128 KiB of room for the message's other
+// fields (a sender past it sends the rest as TensorData chunks, by hash).
+const MaxInlineBytes = MaxFrameSize - 128<<10
+
+// RefBytes is what a TensorRef of the given shape costs in a message
+// besides its data: hash (32 bytes), flags (1), rank (1) and 4 bytes a
+// dimension, rounded up.
+func RefBytes(shape []int) int { return 48 + 4*len(shape) }
+
 // magic opens every frame.
 const magic = "NLV"
 

@@ -22,10 +22,6 @@ import (
 // larger ones go first as TensorData chunks.
 const inlineOutputBytes = 4 << 20
 
-// maxInlineResult bounds the output data one Result carries inline, so that
-// it fits a frame however many outputs a shard has (a deep MLP's layers).
-const maxInlineResult = protocol.MaxFrameSize - 128<<10
-
 // Errors the worker returns.
 var (
 	// ErrHandshake reports a coordinator that refused or broke the handshake.
@@ -526,8 +522,11 @@ func (s *session) compute(t *task) {
 	size := 0
 	var chunked map[[32]byte]bool
 	for i, o := range outs {
-		size += 48 + 4*len(o.Shape)
-		if n := 4 * o.Len(); n <= inlineOutputBytes && size+n <= maxInlineResult {
+		// The inline data stays under protocol.MaxInlineBytes, so that the
+		// Result fits a frame however many outputs a shard has (a deep
+		// MLP's layers).
+		size += protocol.RefBytes(o.Shape)
+		if n := 4 * o.Len(); n <= inlineOutputBytes && size+n <= protocol.MaxInlineBytes {
 			size += n
 			res.Outputs[i] = protocol.TensorRef{Shape: o.Shape, Inline: true, Data: o.Data}
 			continue

@@ -131,12 +131,8 @@ func (c *Config) defaults() {
 
 // MaxInlineBytes bounds the tensor data one Assign carries inline (and
 // Config.InlineBytes): the frame limit less room for the message's other
-// fields.
-const MaxInlineBytes = protocol.MaxFrameSize - 128<<10
-
-// refBytes is what a tensor reference costs in a message besides its data:
-// hash, flags and shape, rounded up.
-func refBytes(t *tensor.Tensor) int { return 48 + 4*len(t.Shape) }
+// fields (protocol.MaxInlineBytes).
+const MaxInlineBytes = protocol.MaxInlineBytes
 
 // Server is the coordinator: it owns the scheduler (driven by one loop
 // goroutine), the worker connections and the HTTP API.
@@ -583,7 +579,7 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 	m := &protocol.Assign{Lease: uint64(a.Lease), Kernel: a.Task.Kernel, Inputs: make([]protocol.TensorRef, len(a.Task.Inputs))}
 	size := 0
 	for i, t := range a.Task.Inputs {
-		size += refBytes(t)
+		size += protocol.RefBytes(t.Shape)
 		if n := 4 * t.Len(); n <= s.cfg.InlineBytes && size+n <= MaxInlineBytes {
 			size += n
 			m.Inputs[i] = protocol.TensorRef{Shape: t.Shape, Inline: true, Data: t.Data}
