@@ -100,8 +100,8 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 	replication := 0
 	if v := q.Get("replication"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 9 {
-			writeError(w, http.StatusBadRequest, "replication must be an integer from 1 to 9, got %q", v)
+		if err != nil || n < 1 || n > client.MaxReplication {
+			writeError(w, http.StatusBadRequest, "replication must be an integer from 1 to %d, got %q", client.MaxReplication, v)
 			return
 		}
 		replication = n
