@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -54,7 +55,7 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 	l, err := startLocal(ctx, server.Config{
 		Window: *window, Scheduler: &sc,
 		Planner: planner.Options{TileRows: 4, TileCols: 4},
-		Logger:  quietLogger(io.Discard),
+		Logger:  slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return err
@@ -191,7 +192,7 @@ func dispatchFleet(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		w := worker.New(worker.Config{
 			URL: *url, Signer: identity.NewKeySigner(key), Backend: worker.CPU{}, GFLOPS: 1,
-			Agent: "bench-fleet", Logger: quietLogger(io.Discard),
+			Agent: "bench-fleet", Logger: slog.New(slog.DiscardHandler),
 		})
 		wg.Go(func() { _ = w.Run(ctx) })
 	}

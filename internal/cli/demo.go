@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -106,7 +107,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		mu.Unlock()
 		cfg := worker.Config{
 			URL: "ws://" + l.addr + "/v1/worker", Signer: signer, Backend: worker.CPU{},
-			GFLOPS: gflops, Agent: "neurolov-demo", Logger: quietLogger(io.Discard),
+			GFLOPS: gflops, Agent: "neurolov-demo", Logger: slog.New(slog.DiscardHandler),
 		}
 		if i == 4 {
 			cfg.Tamper = biasTamper(0.01)
