@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -71,20 +70,14 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	child := exec.CommandContext(ctx, exe, "bench", "dispatch-fleet", "-url", "ws://"+l.addr+"/v1/worker", "-workers", strconv.Itoa(*workers))
-	child.Stderr = stderr
-	childOut, err := child.StdoutPipe()
-	if err != nil {
-		return err
-	}
+	child.Stderr = stderr // its stdout, which nothing reads, is the null device
 	if err := child.Start(); err != nil {
 		return err
 	}
-	childDone := make(chan error, 1)
-	go func() {
-		_, _ = io.Copy(io.Discard, bufio.NewReader(childOut))
-		childDone <- child.Wait()
-	}()
-	defer func() { _ = child.Process.Kill(); <-childDone }()
+	exited := make(chan struct{})
+	var werr error
+	go func() { werr = child.Wait(); close(exited) }()
+	defer func() { _ = child.Process.Kill(); <-exited }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		_, n, err := srv.Stats(ctx)
@@ -98,9 +91,8 @@ func benchDispatch(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return fmt.Errorf("bench dispatch: only %d of %d workers connected", n, *workers)
 		}
 		select {
-		case err := <-childDone:
-			childDone <- err // for the deferred wait
-			return fmt.Errorf("bench dispatch: the worker fleet exited before connecting: %v", err)
+		case <-exited:
+			return fmt.Errorf("bench dispatch: the worker fleet exited before connecting: %v", werr)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
