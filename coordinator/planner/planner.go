@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/neurolov/neurolov/coordinator/store"
 	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
 )
@@ -24,8 +25,8 @@ const (
 )
 
 // MaxShards bounds the shards of one job (the coordinator keeps state for
-// each); it equals store.MaxShards.
-const MaxShards = 1 << 26
+// each): the store's bound, store.MaxShards.
+const MaxShards = store.MaxShards
 
 // Errors returned by Plan and Assemble.
 var (
