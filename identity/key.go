@@ -65,6 +65,15 @@ func LoadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
 	return key, nil
 }
 
+// OpenToOthers returns the permission bits of the file described by info
+// and whether they grant anything to its group or to other users (0o077),
+// as ssh checks a private key. It is always false on Windows, where those
+// bits do not control access.
+func OpenToOthers(info fs.FileInfo) (perm fs.FileMode, open bool) {
+	perm = info.Mode().Perm()
+	return perm, perm&0o077 != 0 && runtime.GOOS != "windows"
+}
+
 func loadKey(path string) (*ecdsa.PrivateKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -78,7 +87,7 @@ func loadKey(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKeyFile, err)
 	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+	if perm, open := OpenToOthers(info); open {
 		return nil, fmt.Errorf("%w: %s has mode %#o, readable by other users: run chmod 600 %s", ErrKeyFile, path, perm, path)
 	}
 	buf, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))

@@ -10,13 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/neurolov/neurolov/coordinator/server"
 	"github.com/neurolov/neurolov/coordinator/store"
+	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/web"
 )
 
@@ -104,11 +104,16 @@ func defaultDataDir() string {
 // A key file other users may read is refused, as the worker refuses its
 // identity key.
 func loadOrCreateAPIKey(path string) (key string, created bool, err error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err == nil {
-		if info, err := os.Stat(path); err != nil {
+		defer f.Close()
+		b, err := io.ReadAll(f)
+		if err != nil {
 			return "", false, err
-		} else if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		}
+		if info, err := f.Stat(); err != nil {
+			return "", false, err
+		} else if perm, open := identity.OpenToOthers(info); open {
 			return "", false, fmt.Errorf("API key file %s has mode %#o, open to other users: chmod 600 %s", path, perm, path)
 		}
 		key = strings.TrimSpace(string(b))
