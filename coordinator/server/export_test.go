@@ -19,7 +19,7 @@ func SubmitUnstored(s *Server, kernel string, inputs []*tensor.Tensor, replicati
 		return "", err
 	}
 	id := newJobID()
-	sub := &submission{id: id, kernel: kernel, inputs: inputs, shards: shards, replication: replication, plan: plan}
+	sub := &submission{id: id, shards: shards, replication: replication, plan: plan}
 	return string(id), s.request(event{kind: evSubmit, job: sub})
 }
 

@@ -172,7 +172,7 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "storing job: %v", err)
 		return
 	}
-	sub := &submission{id: id, kernel: kernel, inputs: inputs, shards: shards, replication: replication, plan: plan}
+	sub := &submission{id: id, shards: shards, replication: replication, plan: plan}
 	if err := s.request(event{kind: evSubmit, job: sub}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
 		return

@@ -252,8 +252,6 @@ const (
 
 type submission struct {
 	id          scheduler.JobID
-	kernel      string
-	inputs      []*tensor.Tensor
 	shards      []planner.Shard
 	replication int
 	plan        planner.Options
