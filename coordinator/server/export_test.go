@@ -23,9 +23,10 @@ func SubmitUnstored(s *Server, kernel string, inputs []*tensor.Tensor, replicati
 	return string(id), s.request(event{kind: evSubmit, job: sub})
 }
 
-// Held returns the jobs and the hash-addressed tensors the loop keeps.
+// Held returns the jobs (live, or finished and kept for their plan) and
+// the hash-addressed tensors the loop keeps.
 func Held(s *Server) (jobs, blobs int, err error) {
-	err = s.call(context.Background(), func() { jobs, blobs = len(s.jobs), len(s.blobs) })
+	err = s.call(context.Background(), func() { jobs, blobs = len(s.jobs)+len(s.plans), len(s.blobs) })
 	return jobs, blobs, err
 }
 

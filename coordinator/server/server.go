@@ -156,7 +156,11 @@ type Server struct {
 	// maxOrphans hold their blobs.
 	orphans []orphan
 	hashes  map[*tensor.Tensor][32]byte
-	jobs    map[scheduler.JobID]*jobInfo
+	jobs    map[scheduler.JobID]*jobInfo // live jobs
+	// plans are the plans of finished jobs planned otherwise than the
+	// configured one: assembling such a job's result re-plans its stored
+	// inputs with it.
+	plans   map[scheduler.JobID]planner.Options
 	addrs   map[scheduler.Address]*addrStats
 	started time.Time
 	// staged are the connections with messages waiting for flush.
@@ -169,14 +173,12 @@ type Server struct {
 // not held back long.
 const burstEvents = 64
 
-// jobInfo is what the loop keeps of a job (the scheduler holds its tasks,
-// the store its inputs and results). A finished job keeps only its plan, and
-// only when it differs from the configured one: assembling its result
-// re-plans the stored inputs with it.
+// jobInfo is what the loop keeps of a live job (the scheduler holds its
+// tasks, the store its inputs and results). A finished job leaves only its
+// plan, in Server.plans, and only when it differs from the configured one.
 type jobInfo struct {
 	plan    planner.Options  // the options its shards were planned with
 	running bool             // whether its status says running (set at its first lease)
-	done    bool             // finished, kept for its plan: holds no tensors
 	tensors []*tensor.Tensor // tensors this job hashed, to forget when done
 	// held are the blobs this job holds a reference to.
 	held map[[32]byte]struct{}
@@ -213,6 +215,7 @@ func New(cfg Config, st store.Store) *Server {
 		blobs:   make(map[[32]byte]*blob),
 		hashes:  make(map[*tensor.Tensor][32]byte),
 		jobs:    make(map[scheduler.JobID]*jobInfo),
+		plans:   make(map[scheduler.JobID]planner.Options),
 		addrs:   make(map[scheduler.Address]*addrStats),
 		metrics: newMetrics(),
 	}
@@ -535,15 +538,16 @@ func (s *Server) setStatus(ctx context.Context, id scheduler.JobID, status store
 }
 
 // finished drops what the loop holds for a job that has ended but its plan,
-// and that too when it is the configured one (planOf falls back to it).
+// kept in s.plans unless it is the configured one (planOf falls back to it).
 func (s *Server) finished(id scheduler.JobID) {
+	ji := s.jobs[id]
+	if ji == nil {
+		return
+	}
 	s.forgetTensors(id)
-	if ji := s.jobs[id]; ji != nil {
-		if ji.plan == s.cfg.Planner {
-			delete(s.jobs, id)
-		} else {
-			ji.done = true // kept for its plan only
-		}
+	delete(s.jobs, id)
+	if ji.plan != s.cfg.Planner {
+		s.plans[id] = ji.plan
 	}
 }
 
@@ -640,7 +644,7 @@ func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
 		s.hashes[t] = h
 	}
 	ji := s.jobs[job]
-	if ji == nil || ji.done { // no live job will release it: the FIFO does
+	if ji == nil { // no live job will release it: the FIFO does
 		if s.blobs[h] == nil {
 			s.blobs[h] = &blob{t: t}
 		}
@@ -815,6 +819,8 @@ func (s *Server) planOf(ctx context.Context, id string) (planner.Options, error)
 	err := s.call(ctx, func() {
 		if ji := s.jobs[scheduler.JobID(id)]; ji != nil {
 			opts = ji.plan
+		} else if plan, ok := s.plans[scheduler.JobID(id)]; ok {
+			opts = plan
 		}
 	})
 	return opts, err
