@@ -35,11 +35,7 @@ func Held(s *Server) (jobs, blobs int, err error) {
 func HashForNoJob(s *Server, t *tensor.Tensor) (kept int, err error) {
 	err = s.call(context.Background(), func() {
 		s.hashOf("", t)
-		for _, o := range s.orphans {
-			if s.blobs[o.h] != nil {
-				kept++
-			}
-		}
+		kept = len(s.orphans) // each holds its blob (blob.orphans > 0)
 	})
 	return kept, err
 }
