@@ -134,6 +134,11 @@ var errTooBig = errors.New("frame over the size limit")
 // against Config.MaxHeldOutputBytes, so that empty tensors cost too.
 const heldOverhead = 256
 
+// chunkedOutputBytes (256 MiB) bounds the unfinished chunked result tensors
+// one worker may have in its connection's assembler, and is the default of
+// Config.MaxHeldOutputBytes, the finished ones awaiting their Result.
+const chunkedOutputBytes = 16 * protocol.MaxFrameSize
+
 // maxQueuedTensorBytes bounds the tensor data queued for one worker when it
 // Fetches more: a worker that asks for tensors faster than it reads them is
 // closed rather than left to fill the coordinator's memory.
@@ -240,7 +245,7 @@ func mustEncode(m protocol.Message) []byte {
 func (c *conn) readLoop() error {
 	s := c.srv
 	var dec protocol.Decoder
-	asm := protocol.NewAssembler(protocol.MaxFrameSize * 16)
+	asm := protocol.NewAssembler(chunkedOutputBytes)
 	done := make(map[[32]byte]*tensor.Tensor) // chunked outputs awaiting their Result
 	var held int64                            // their bytes, as counted by heldBytes
 	var buf []byte

@@ -101,7 +101,7 @@ func (c *Config) defaults() {
 		c.InlineBytes = 256 << 10
 	}
 	if c.MaxHeldOutputBytes <= 0 {
-		c.MaxHeldOutputBytes = 16 * protocol.MaxFrameSize
+		c.MaxHeldOutputBytes = chunkedOutputBytes
 	}
 	if c.SpotChecks <= 0 {
 		c.SpotChecks = 2
