@@ -564,9 +564,8 @@ func (s *Server) forgetTensors(id scheduler.JobID) {
 	}
 	for h := range ji.held {
 		if b := s.blobs[h]; b != nil {
-			if b.jobs--; b.jobs <= 0 && b.orphans <= 0 {
-				delete(s.blobs, h)
-			}
+			b.jobs--
+			s.dropUnheld(h, b)
 		}
 	}
 	ji.tensors, ji.held = nil, nil
@@ -628,9 +627,16 @@ func (s *Server) keepOrphan(t *tensor.Tensor, h [32]byte) {
 		delete(s.hashes, old.t)
 	}
 	if b := s.blobs[old.h]; b != nil {
-		if b.orphans--; b.orphans <= 0 && b.jobs <= 0 {
-			delete(s.blobs, old.h)
-		}
+		b.orphans--
+		s.dropUnheld(old.h, b)
+	}
+}
+
+// dropUnheld removes b, the blob of hash h, from the Fetch table once
+// neither a live job nor an orphan holds it.
+func (s *Server) dropUnheld(h [32]byte, b *blob) {
+	if b.jobs <= 0 && b.orphans <= 0 {
+		delete(s.blobs, h)
 	}
 }
 
