@@ -34,7 +34,7 @@ func Held(s *Server) (jobs, blobs int, err error) {
 // how many tensors sent for no job the loop still keeps for Fetch.
 func HashForNoJob(s *Server, t *tensor.Tensor) (kept int, err error) {
 	err = s.call(context.Background(), func() {
-		s.hashOf("", t)
+		s.hashOf(nil, t)
 		kept = len(s.orphans) // each holds its blob (blob.orphans > 0)
 	})
 	return kept, err
@@ -42,7 +42,7 @@ func HashForNoJob(s *Server, t *tensor.Tensor) (kept int, err error) {
 
 // HashForJob sends t's hash as job's Assigns do.
 func HashForJob(s *Server, job string, t *tensor.Tensor) error {
-	return s.call(context.Background(), func() { s.hashOf(scheduler.JobID(job), t) })
+	return s.call(context.Background(), func() { s.hashOf(s.jobs[scheduler.JobID(job)], t) })
 }
 
 // AddJob puts a job planned with plan in the loop's table, as a

@@ -579,6 +579,7 @@ func (s *Server) forgetTensors(id scheduler.JobID) {
 func (s *Server) assign(c *conn, a *scheduler.Action) {
 	m := &protocol.Assign{Lease: uint64(a.Lease), Kernel: a.Task.Kernel, Inputs: make([]protocol.TensorRef, len(a.Task.Inputs))}
 	size := 0
+	ji := s.jobs[a.Job] // nil for no live job (a canary, a finished job's re-verification)
 	for i, t := range a.Task.Inputs {
 		size += protocol.RefBytes(t.Shape)
 		if n := 4 * t.Len(); n <= s.cfg.InlineBytes && size+n <= MaxInlineBytes {
@@ -586,7 +587,7 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 			m.Inputs[i] = protocol.TensorRef{Shape: t.Shape, Inline: true, Data: t.Data}
 			continue
 		}
-		h := s.hashOf(a.Job, t)
+		h := s.hashOf(ji, t)
 		if !c.sent[h] {
 			c.sent[h] = true
 			s.sendTensor(c, h, t)
@@ -640,16 +641,16 @@ func (s *Server) dropUnheld(h [32]byte, b *blob) {
 	}
 }
 
-// hashOf returns t's content hash and records t for Fetch: held by job
-// while it is live, or — for no live job (canaries, re-verification of a
-// finished job) — among the last maxOrphans such tensors.
-func (s *Server) hashOf(job scheduler.JobID, t *tensor.Tensor) [32]byte {
+// hashOf returns t's content hash and records t for Fetch: held by ji, the
+// live job sending it, or — for ji nil, no live job (canaries,
+// re-verification of a finished job) — among the last maxOrphans such
+// tensors.
+func (s *Server) hashOf(ji *jobInfo, t *tensor.Tensor) [32]byte {
 	h, known := s.hashes[t]
 	if !known {
 		h = t.Hash()
 		s.hashes[t] = h
 	}
-	ji := s.jobs[job]
 	if ji == nil { // no live job will release it: the FIFO does
 		if s.blobs[h] == nil {
 			s.blobs[h] = &blob{t: t}
