@@ -428,13 +428,16 @@ func (s *Server) submit(now time.Time, sub *submission) {
 // identities counts the distinct addresses of the connected workers, up
 // to 2 (all that submit needs to know).
 func (s *Server) identities() int {
-	seen := make(map[scheduler.Address]bool, 2)
+	n := 0
+	var first scheduler.Address
 	for _, c := range s.conns {
-		if seen[c.addr] = true; len(seen) >= 2 {
-			break
+		if n == 0 {
+			first, n = c.addr, 1
+		} else if c.addr != first {
+			return 2
 		}
 	}
-	return len(seen)
+	return n
 }
 
 // apply carries out the scheduler's actions.
