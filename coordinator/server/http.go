@@ -56,6 +56,11 @@ func writeError(w http.ResponseWriter, status int, format string, args ...any) {
 	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
 }
 
+// writeClosed answers a request the server's loop has stopped for.
+func writeClosed(w http.ResponseWriter) {
+	writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+}
+
 // authed requires a valid API key (Authorization: Bearer KEY).
 func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +157,7 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 	}
 	shards, plan, err := s.planFor(r.Context(), kernel, inputs)
 	if errors.Is(err, ErrClosed) {
-		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+		writeClosed(w)
 		return
 	}
 	if err != nil {
@@ -174,7 +179,7 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 	}
 	sub := &submission{id: id, shards: shards, replication: replication, plan: plan}
 	if err := s.request(event{kind: evSubmit, job: sub}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+		writeClosed(w)
 		return
 	}
 	s.log.Info("job submitted", "job", id, "kernel", kernel, "shards", len(shards), "gflop", flops/1e9, "replication", replication)
@@ -240,7 +245,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.request(event{kind: evCancel, jobID: scheduler.JobID(id)}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+		writeClosed(w)
 		return
 	}
 	s.getJob(w, r)
@@ -267,7 +272,7 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
 	}
 	outs, err := s.assemble(r.Context(), rec)
 	if errors.Is(err, ErrClosed) {
-		writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
+		writeClosed(w)
 		return
 	}
 	if err != nil {
