@@ -1,12 +1,9 @@
 package identity
 
 import (
-	"crypto/ecdsa"
 	"path/filepath"
 	"testing"
 )
-
-func addressOf(k *ecdsa.PrivateKey) [20]byte { return NewKeySigner(k).Address() }
 
 // TestClaimKeyGivesEachHolderItsOwnIdentity: two holders at once get two
 // key files and two addresses; once the first lets go, the next claim gets
@@ -25,7 +22,7 @@ func TestClaimKeyGivesEachHolderItsOwnIdentity(t *testing.T) {
 	if p1 != filepath.Join(dir, "worker.key") || p2 != filepath.Join(dir, "worker-2.key") {
 		t.Fatalf("claimed %s and %s, want worker.key then worker-2.key", p1, p2)
 	}
-	if addressOf(k1) == addressOf(k2) {
+	if Address(k1) == Address(k2) {
 		t.Fatal("two holders share one address")
 	}
 	release1()
@@ -34,7 +31,7 @@ func TestClaimKeyGivesEachHolderItsOwnIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release3()
-	if p3 != p1 || addressOf(k3) != addressOf(k1) {
-		t.Fatalf("after release, claimed %s (%v), want %s (%v) again", p3, addressOf(k3), p1, addressOf(k1))
+	if p3 != p1 || Address(k3) != Address(k1) {
+		t.Fatalf("after release, claimed %s (%v), want %s (%v) again", p3, Address(k3), p1, Address(k1))
 	}
 }
