@@ -196,3 +196,21 @@ func BenchmarkAgreeMatmul512K256(b *testing.B) { benchAgree(b, benchMatmul512K25
 
 // BenchmarkAgreeMLP256 is Agree on a bench-verify mlp-infer shard.
 func BenchmarkAgreeMLP256(b *testing.B) { benchAgree(b, benchMLP256) }
+
+// BenchmarkMakeCanary measures deriving a canary from a bench-verify
+// shard: permuted copies of its inputs and outputs.
+func BenchmarkMakeCanary(b *testing.B) {
+	for _, s := range []shard{benchMatmul512K256, benchMLP256} {
+		b.Run(s.name, func(b *testing.B) {
+			inputs := s.inputs(b, 41, datasets[0])
+			outs := reference(b, s.kernel, inputs)
+			rng := seeded(43)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := verify.MakeCanary(s.kernel, inputs, outs, rng); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -86,38 +86,75 @@ func mlpCanary(ls []layer, inputs []*tensor.Tensor, rng *rand.Rand) (in, out []*
 // Each source row is first copied whole into a scratch row, a sequential
 // read the hardware prefetches, and permuted from there: reading a row
 // that is not in cache in random column order would wait on memory once
-// per cache line.
+// per cache line. The column signs are folded into one scratch vector
+// per row sign, and a row that keeps its columns is copied (negated
+// when its sign is −1), so that the inner loops hold no branch.
 func gather(src []float32, rows, cols int, rowIdx, colIdx []int, rowSign, colSign []float32) *tensor.Tensor {
 	t := tensor.New(rows, cols)
 	var scratch []float32
 	if colIdx != nil {
 		scratch = make([]float32, cols)
 	}
+	// signs[0] are the column signs for a row sign of +1, signs[1] for −1.
+	var signs [2][]float32
+	if colSign != nil {
+		signs[0], signs[1] = colSign, make([]float32, cols)
+		for j, x := range colSign {
+			signs[1][j] = -x
+		}
+	}
 	for i := range rows {
-		si, s := i, float32(1)
+		si, neg := i, false
 		if rowIdx != nil {
 			si = rowIdx[i]
 		}
 		if rowSign != nil {
-			s = rowSign[i]
+			neg = rowSign[i] < 0
 		}
 		srow, drow := src[si*cols:(si+1)*cols], t.Data[i*cols:(i+1)*cols]
 		if scratch != nil {
 			copy(scratch, srow)
 			srow = scratch
 		}
-		for j := range drow {
-			sj, x := j, s
-			if colIdx != nil {
-				sj = colIdx[j]
+		switch sign := signs[b2i(neg)]; {
+		case colIdx == nil && sign == nil:
+			copy(drow, srow)
+			if neg {
+				for j := range drow {
+					drow[j] = -drow[j]
+				}
 			}
-			if colSign != nil {
-				x *= colSign[j]
+		case colIdx == nil:
+			sign = sign[:len(drow)]
+			for j := range drow {
+				drow[j] = sign[j] * srow[j]
 			}
-			drow[j] = x * srow[sj]
+		case sign == nil:
+			idx := colIdx[:len(drow)]
+			for j := range drow {
+				drow[j] = srow[idx[j]]
+			}
+			if neg {
+				for j := range drow {
+					drow[j] = -drow[j]
+				}
+			}
+		default:
+			idx, sign := colIdx[:len(drow)], sign[:len(drow)]
+			for j := range drow {
+				drow[j] = sign[j] * srow[idx[j]]
+			}
 		}
 	}
 	return t
+}
+
+// b2i is 1 for true and 0 for false.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // randomSigns returns n signs, each ±1 with probability 1/2.
