@@ -40,6 +40,15 @@ type Scheduler struct {
 	now   time.Time // time of the event being handled
 	out   []Action
 	stats Stats
+
+	// prechecked holds the verdicts a BatchChecker gave the results of
+	// the batch being judged, by lease, until each is used; the batch
+	// leaves it empty.
+	prechecked map[LeaseID]Checked
+	// Scratch for precheck.
+	preTasks  []*Task
+	preOuts   [][]*tensor.Tensor
+	preLeases []LeaseID
 }
 
 type jobState uint8
@@ -347,15 +356,89 @@ type LeaseResult struct {
 // results arrive in frames of many, and one fill scans the queues once for
 // all the leases they free rather than once per lease.
 func (s *Scheduler) Results(now time.Time, id WorkerID, rs []LeaseResult) []Action {
+	one := [1]WorkerResults{{Worker: id, Results: rs}}
+	return s.ResultBatches(now, one[:])
+}
+
+// WorkerResults are results one worker returned.
+type WorkerResults struct {
+	Worker  WorkerID
+	Results []LeaseResult
+}
+
+// ResultBatches handles the results of several workers, in order, as
+// Results would one worker after another, refilling the windows at the
+// end. With a BatchChecker, every result of the batch is checked in one
+// CheckAll first: a coordinator under load hands the scheduler a burst of
+// frames at once, and their checks share their common inputs' reads.
+func (s *Scheduler) ResultBatches(now time.Time, batches []WorkerResults) []Action {
 	s.begin(now)
-	for _, r := range rs {
-		s.result(id, r.Lease, r.Outputs)
+	s.precheck(batches)
+	for _, b := range batches {
+		for _, r := range b.Results {
+			s.result(b.Worker, r.Lease, r.Outputs)
+		}
 	}
-	if wk := s.workers[id]; wk != nil && !wk.gone {
-		s.fill(now, wk)
+	clear(s.prechecked) // verdicts of results turned away unchecked
+	for _, b := range batches {
+		if wk := s.workers[b.Worker]; wk != nil && !wk.gone {
+			s.fill(now, wk)
+		}
 	}
 	s.fillAll(now)
 	return s.out
+}
+
+// precheck has a BatchChecker check every result of batches that answers
+// a lease its worker holds, when there are at least two, and keeps the
+// verdicts for result to use. A result judged without a check (its shard
+// no longer needs it, an earlier result got its worker banned) just
+// leaves its verdict unused.
+func (s *Scheduler) precheck(batches []WorkerResults) {
+	bc, ok := s.check.(BatchChecker)
+	if !ok {
+		return
+	}
+	if s.prechecked == nil {
+		s.prechecked = make(map[LeaseID]Checked)
+	}
+	s.preTasks, s.preOuts, s.preLeases = s.preTasks[:0], s.preOuts[:0], s.preLeases[:0]
+	for _, b := range batches {
+		wk := s.workers[b.Worker]
+		for _, r := range b.Results {
+			l := s.leases[r.Lease]
+			if _, dup := s.prechecked[r.Lease]; wk == nil || l == nil || l.worker != wk || dup {
+				continue // turned away unchecked (a replay: the first copy takes the lease)
+			}
+			s.prechecked[r.Lease] = Checked{} // seen; filled in below
+			s.preTasks = append(s.preTasks, l.task)
+			s.preOuts = append(s.preOuts, r.Outputs)
+			s.preLeases = append(s.preLeases, r.Lease)
+		}
+	}
+	var res []Checked
+	if len(s.preTasks) >= 2 {
+		res = bc.CheckAll(s.preTasks, s.preOuts, s.rng)
+	}
+	if len(res) == len(s.preTasks) {
+		for i, c := range res {
+			s.prechecked[s.preLeases[i]] = c
+		}
+	} else { // a lone result: Check it is
+		clear(s.prechecked)
+	}
+	clear(s.preTasks) // hold no tasks or outputs past the batch
+	clear(s.preOuts)
+}
+
+// verdict is the check of outputs for lease l: precheck's verdict when
+// there is one, else the Checker's Check.
+func (s *Scheduler) verdict(l *lease, outputs []*tensor.Tensor) (Verdict, string) {
+	if c, ok := s.prechecked[l.id]; ok {
+		delete(s.prechecked, l.id)
+		return c.Verdict, c.Reason
+	}
+	return s.check.Check(l.task, outputs, s.rng)
 }
 
 // result judges one result of worker id (which may have been banned by an
@@ -384,7 +467,7 @@ func (s *Scheduler) result(id WorkerID, lid LeaseID, outputs []*tensor.Tensor) {
 
 func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	s.stats.Canaries++
-	switch v, why := s.check.Check(l.task, outputs, s.rng); v {
+	switch v, why := s.verdict(l, outputs); v {
 	case Valid:
 	case Unverifiable:
 		// Not the worker's fault (nor, as its source was verified, one
@@ -411,7 +494,7 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	switch v, why := s.check.Check(&sh.task, outputs, s.rng); v {
+	switch v, why := s.verdict(l, outputs); v {
 	case Valid:
 	case Unverifiable:
 		s.reject(wk, l, "shard cannot be verified: "+why)
@@ -451,7 +534,7 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	switch v, why := s.check.Check(&sh.task, outputs, s.rng); v {
+	switch v, why := s.verdict(l, outputs); v {
 	case Valid:
 	case Unverifiable:
 		// The accepted result passed the same check; whatever changed,

@@ -116,6 +116,26 @@ type Checker interface {
 	Canary(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) (*Task, []*tensor.Tensor)
 }
 
+// A BatchChecker is a Checker that can check the results of a batch
+// together, sharing the work that results with common inputs have in
+// common (coordinator/verify reads a weight matrix once for every result
+// of the batch that uses it). The scheduler calls CheckAll with every
+// result of a batch it is about to judge, all of them already arrived,
+// and then uses each verdict where it would have called Check.
+type BatchChecker interface {
+	Checker
+	// CheckAll returns, in order, what Check would for each (ts[i],
+	// outputs[i]): its own fresh random draws from rng, made after all
+	// of them have arrived and used for that result only.
+	CheckAll(ts []*Task, outputs [][]*tensor.Tensor, rng *rand.Rand) []Checked
+}
+
+// Checked is one verdict of BatchChecker.CheckAll and, unless Valid, why.
+type Checked struct {
+	Verdict Verdict
+	Reason  string
+}
+
 // Config holds the scheduler's knobs. The zero value is not useful: start
 // from DefaultConfig.
 type Config struct {
