@@ -55,23 +55,63 @@ func (v *Verifier) freivalds(ls []layer, rng *rand.Rand) Verdict {
 // cached. So the check makes one pass over B (B·r), one over A
 // (A·(B·r) and |A|·s together) and one over C (C·r).
 //
-// The fast path leaves out two terms of the threshold that only make it
-// larger, the flush of subnormal A entries (tiny·Σ_k|a_ik|·n) and the
-// float64 slack of C·r (which needs |C_i|·1): a row that passes without
-// them passes with them. A row that does not is checked again in full.
+// It runs in two phases, which CheckAll separates: drawProduct draws r
+// and computes B·r, checkProduct does everything after. The inputs are
+// checked first (productInputs), so that a shard whose B or bias is not
+// finite draws nothing.
 func (v *Verifier) freivaldsLayer(l *layer, rng *rand.Rand) (float64, *Verdict) {
+	in, bad := v.productInputs(l)
+	if bad != nil {
+		return 0, bad
+	}
+	r, br := grow(&v.r, l.n), grow(&v.br, l.k)
+	drawProduct(l, rng, r, br)
+	return v.checkProduct(l, in, r, br)
+}
+
+// productIn is what Freivalds' threshold needs from a product's B and
+// bias: s_k = Σ_j |b_kj| (cached per B), Σ_k s_k and Σ_j |bias_j|.
+type productIn struct {
+	s             []float64
+	sumS, biasAbs float64
+}
+
+// productInputs looks up (or computes) what the threshold needs from l's
+// B and bias, or returns a failed Verdict when they are not finite.
+func (v *Verifier) productInputs(l *layer) (productIn, *Verdict) {
 	s, sumS, finite := v.inputs.rowAbs(l.bIn, l.k, l.n)
 	biasAbs := sumAbs(l.bias)
 	if !finite || math.IsNaN(biasAbs) || math.IsInf(biasAbs, 0) {
 		vd := errVerdict(inputsError(l.out))
-		return 0, &vd
+		return productIn{}, &vd
 	}
-	r := grow(&v.r, l.n)
+	return productIn{s, sumS, biasAbs}, nil
+}
+
+// drawVector fills r with Freivalds' entries, uniform in [rMin, rMax).
+func drawVector(r []float64, rng *rand.Rand) {
 	for j := range r {
 		r[j] = rMin + (rMax-rMin)*rng.Float64()
 	}
-	br := grow(&v.br, l.k)
+}
+
+// drawProduct is the first phase of checking l: it draws r (l.n entries)
+// and sets br = B·r (l.k entries).
+func drawProduct(l *layer, rng *rand.Rand, r, br []float64) {
+	drawVector(r, rng)
 	gemv(l.b, l.n, r, br)
+}
+
+// checkProduct is the second phase of checking l, given its vector r and
+// br = B·r: it computes A·(B·r) and |A|·s, C·r and the thresholds, and
+// returns the largest ratio or a failed Verdict.
+//
+// The fast path leaves out two terms of the threshold that only make it
+// larger, the flush of subnormal A entries (tiny·Σ_k|a_ik|·n) and the
+// float64 slack of C·r (which needs |C_i|·1): a row that passes without
+// them passes with them. A row that does not is checked again in full.
+func (v *Verifier) checkProduct(l *layer, in productIn, r, br []float64) (float64, *Verdict) {
+	s, sumS, biasAbs := in.s, in.sumS, in.biasAbs
 	biasR := dot(l.bias, r)
 	pred, predAbs, cr := grow(&v.pred, l.m), grow(&v.predAbs, l.m), grow(&v.cr, l.m)
 	if l.relu {

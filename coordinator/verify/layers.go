@@ -120,6 +120,7 @@ func (l *layer) threshold(predAbs, aAbs, sumR, sumBar, cAbs float64) float64 {
 // shaders.OutputShapes checks, plus that every tensor's data fits its
 // shape, without allocating.
 func appendLayers(dst []layer, kernel string, inputs, outputs []*tensor.Tensor) ([]layer, error) {
+	start := len(dst)
 	for i, t := range inputs {
 		if t == nil || tensor.NumElements(t.Shape) != len(t.Data) {
 			return dst, fmt.Errorf("%w: %w: input %d is nil or its data does not fit its shape", ErrUnverifiable, shaders.ErrInputs, i)
@@ -169,7 +170,7 @@ func appendLayers(dst []layer, kernel string, inputs, outputs []*tensor.Tensor) 
 	default:
 		return dst, fmt.Errorf("%w: %w: %q", ErrUnverifiable, shaders.ErrUnknownKernel, kernel)
 	}
-	for i := range dst {
+	for i := start; i < len(dst); i++ {
 		if dst[i].terms() >= maxTerms {
 			return dst, fmt.Errorf("%w: dot products of length %d are too long for a float32 error bound", ErrUnverifiable, dst[i].terms())
 		}
