@@ -214,3 +214,56 @@ func BenchmarkMakeCanary(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheckAll measures a burst of 8 results that share their right-hand
+// matrices — 8 mlp-infer shards of a job (batch 256 through
+// 784-512-256-10, each its own X, the same weight tensors) and 8 matmul
+// tiles of a column (512×256 · 256×512, the same B) — checked with 8 spots
+// each, every tensor read from memory: "check" runs 8 Checks with the CPU
+// caches flushed before each (as benchCheck's cold), "check-burst" 8 Checks
+// after one flush, "checkall" one CheckAll after one flush. The Verifier
+// has seen the inputs before (steady state). Metric ns/item.
+func BenchmarkCheckAll(b *testing.B) {
+	const burst = 8
+	for _, s := range []struct {
+		name  string
+		items func(b *testing.B) []verify.Item
+	}{
+		{"mlp-256x784-512-256-10", func(b *testing.B) []verify.Item { return sharedMLP(b, 41, burst, 256, 784, 512, 256, 10) }},
+		{"matmul-512x256x512", func(b *testing.B) []verify.Item { return sharedMatmul(b, 41, burst, 512, 256, 512) }},
+	} {
+		items := s.items(b)
+		for _, mode := range []string{"check", "check-burst", "checkall"} {
+			b.Run(s.name+"/"+mode, func(b *testing.B) {
+				var v verify.Verifier
+				rng := seeded(42)
+				v.CheckAll(items, rng, 8) // the inputs' statistics cached
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					evictCaches()
+					b.StartTimer()
+					if mode == "checkall" {
+						for i, vd := range v.CheckAll(items, rng, 8) {
+							if !vd.OK {
+								b.Fatal(i, vd)
+							}
+						}
+						continue
+					}
+					for i, it := range items {
+						if mode == "check" && i > 0 {
+							b.StopTimer()
+							evictCaches()
+							b.StartTimer()
+						}
+						if vd := v.Check(it.Kernel, it.Inputs, it.Outputs, rng, 8); !vd.OK {
+							b.Fatal(i, vd)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/burst, "ns/item")
+			})
+		}
+	}
+}

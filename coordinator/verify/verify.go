@@ -73,6 +73,15 @@ type Verifier struct {
 	ha, hb, dh, colConst []float64
 
 	inputs statsCache // quantities of input matrices (cache.go)
+
+	// CheckAll's batch (batch.go): the layers of every item, where each
+	// item's lie, where each layer's r and B·r lie in rs and brs, and
+	// the layers in order of their B.
+	batch   []layer
+	items   []batchItem
+	vecs    []batchVec
+	order   []int32
+	rs, brs []float64
 }
 
 // grow returns (*buf)[:n], growing *buf when it is too short.
@@ -137,7 +146,12 @@ func (v *Verifier) Check(kernel string, inputs, outputs []*tensor.Tensor, rng *m
 	if bad != nil {
 		return *bad
 	}
-	fv := v.freivalds(ls, rng)
+	return v.withSpots(ls, v.freivalds(ls, rng), rng, spots)
+}
+
+// withSpots finishes Check of ls after Freivalds' verdict fv: spots spot
+// checks when fv passed, their worst ratio combined with fv's.
+func (v *Verifier) withSpots(ls []layer, fv Verdict, rng *mrand.Rand, spots int) Verdict {
 	if !fv.OK || spots <= 0 {
 		return fv
 	}
