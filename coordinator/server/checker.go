@@ -13,22 +13,45 @@ import (
 type checker struct {
 	v     *verify.Verifier
 	spots int
+	items []verify.Item // CheckAll's scratch
 }
 
-var _ scheduler.Checker = (*checker)(nil)
+var _ scheduler.BatchChecker = (*checker)(nil)
 
 // Check runs verify's self-checks. A shard verify cannot check (an error
 // wrapping verify.ErrUnverifiable: inputs holding NaN or ±Inf, a product
 // that may overflow float32) is Unverifiable, not the worker's fault.
 func (c *checker) Check(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (scheduler.Verdict, string) {
-	v := c.v.Check(t.Kernel, t.Inputs, out, rng, c.spots)
+	r := checked(c.v.Check(t.Kernel, t.Inputs, out, rng, c.spots))
+	return r.Verdict, r.Reason
+}
+
+// CheckAll runs verify's self-checks on a batch at once (verify.CheckAll:
+// results sharing an input matrix read it once), each judged as Check
+// judges it.
+func (c *checker) CheckAll(ts []*scheduler.Task, outputs [][]*tensor.Tensor, rng *rand.Rand) []scheduler.Checked {
+	c.items = c.items[:0]
+	for i, t := range ts {
+		c.items = append(c.items, verify.Item{Kernel: t.Kernel, Inputs: t.Inputs, Outputs: outputs[i]})
+	}
+	vs := c.v.CheckAll(c.items, rng, c.spots)
+	clear(c.items) // hold no tensors past the batch
+	res := make([]scheduler.Checked, len(vs))
+	for i, v := range vs {
+		res[i] = checked(v)
+	}
+	return res
+}
+
+// checked turns verify's verdict into the scheduler's.
+func checked(v verify.Verdict) scheduler.Checked {
 	switch {
 	case v.OK:
-		return scheduler.Valid, ""
+		return scheduler.Checked{Verdict: scheduler.Valid}
 	case errors.Is(v.Err, verify.ErrUnverifiable):
-		return scheduler.Unverifiable, v.Reason
+		return scheduler.Checked{Verdict: scheduler.Unverifiable, Reason: v.Reason}
 	default:
-		return scheduler.Invalid, v.Reason
+		return scheduler.Checked{Verdict: scheduler.Invalid, Reason: v.Reason}
 	}
 }
 
@@ -45,8 +68,10 @@ func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand
 	return &scheduler.Task{Kernel: t.Kernel, Inputs: in, FLOPs: t.FLOPs, Bytes: t.Bytes}, expected
 }
 
-// NewChecker returns the production scheduler.Checker: coordinator/verify's
-// shape, finiteness, Freivalds and spot checks (spots elements per result),
-// its replica comparison and its canaries. It is not safe for concurrent
+// NewChecker returns the production scheduler.Checker, a
+// scheduler.BatchChecker: coordinator/verify's shape, finiteness,
+// Freivalds and spot checks (spots elements per result, a batch at a
+// time when the scheduler has several), its replica comparison and its
+// canaries. It is not safe for concurrent
 // use, like the scheduler that calls it.
 func NewChecker(spots int) scheduler.Checker { return &checker{v: &verify.Verifier{}, spots: spots} }

@@ -19,8 +19,13 @@
 // (wsio.StatusBanned), the only one a worker takes as a ban.
 //
 // The loop stages what it sends while it handles the events at hand (up to
-// burstEvents of them) and then wakes each writer once, so that a burst of
-// results is answered in full frames.
+// BurstEvents of them) and then wakes each writer once, so that a burst of
+// results is answered in full frames. The results of a burst, of every
+// worker, reach the scheduler together (Scheduler.ResultBatches, before
+// any other kind of event breaks the run), so that the checker verifies
+// them in one verify.Verifier.CheckAll: results sharing an input matrix
+// (the weights of an mlp-infer job, the B of a column of tiles) read it
+// once, while each still gets its own secret vector drawn after arrival.
 //
 // Large tensors (weights, wide B tiles) travel once per connection as
 // TensorData chunks and are then named by content hash; a worker that lost

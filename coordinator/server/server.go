@@ -150,7 +150,10 @@ type Server struct {
 	sched  *scheduler.Scheduler
 	conns  map[scheduler.WorkerID]*conn
 	nextID scheduler.WorkerID
-	blobs  map[[32]byte]*blob // tensors sent by hash, for Fetch
+	// results are the results of the burst being handled, not yet
+	// judged (see handle).
+	results []scheduler.WorkerResults
+	blobs   map[[32]byte]*blob // tensors sent by hash, for Fetch
 	// orphans are the tensors sent by hash for no live job (canaries,
 	// re-verification of finished jobs), oldest first: only the last
 	// maxOrphans hold their blobs.
@@ -167,11 +170,13 @@ type Server struct {
 	staged []*conn
 }
 
-// burstEvents bounds how many queued events the loop handles before it
-// flushes what they sent: enough that a burst of result frames from many
-// workers is answered in full frames, few enough that the first answer is
-// not held back long.
-const burstEvents = 64
+// BurstEvents bounds how many queued events the loop handles before it
+// flushes what they sent and judges the results they brought: enough that
+// a burst of result frames from many workers is answered in full frames
+// and checked in one batch, few enough that the first answer is not held
+// back long. (`neurolov bench verify` hands its scheduler results in
+// bursts of this size.)
+const BurstEvents = 64
 
 // jobInfo is what the loop keeps of a live job (the scheduler holds its
 // tasks, the store its inputs and results). A finished job leaves only its
@@ -274,7 +279,8 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		case ev := <-s.events:
 			s.handle(ev)
-			s.handleQueued(burstEvents - 1)
+			s.handleQueued(BurstEvents - 1)
+			s.judgeResults()
 		case <-ticker.C:
 			s.apply(s.sched.Tick(s.cfg.Now()))
 			s.metrics.leases.Set(float64(s.sched.OpenLeases()))
@@ -359,7 +365,25 @@ func (s *Server) call(ctx context.Context, fn func()) error {
 	return s.request(event{kind: evCall, fn: fn})
 }
 
+// judgeResults hands the scheduler the results gathered since the last
+// call, of every worker, in one ResultBatches.
+func (s *Server) judgeResults() {
+	if len(s.results) == 0 {
+		return
+	}
+	s.apply(s.sched.ResultBatches(s.cfg.Now(), s.results))
+	clear(s.results) // hold no outputs
+	s.results = s.results[:0]
+}
+
+// handle handles one event. Results are gathered, not judged: the
+// scheduler gets consecutive results of a burst, from any workers, in one
+// ResultBatches (so that checks of results sharing inputs share their
+// reads), before the next event of another kind and at the burst's end.
 func (s *Server) handle(ev event) {
+	if ev.kind != evResults && ev.kind != evBatch {
+		s.judgeResults()
+	}
 	now := s.cfg.Now()
 	switch ev.kind {
 	case evBatch:
@@ -377,7 +401,7 @@ func (s *Server) handle(ev event) {
 		}
 	case evResults:
 		s.metrics.results.Add(float64(len(ev.results)))
-		s.apply(s.sched.Results(now, ev.conn.id, ev.results))
+		s.results = append(s.results, scheduler.WorkerResults{Worker: ev.conn.id, Results: ev.results})
 	case evError:
 		s.apply(s.sched.WorkerError(now, ev.conn.id, scheduler.LeaseID(ev.lease), ev.msg))
 	case evFetch:

@@ -32,6 +32,7 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) (er
 	k := fs.Int("k", 256, "inner dimension of the matmul jobs")
 	verbose := fs.Bool("v", false, "print each catch")
 	rejoins := fs.Int("rejoins", 1, "times a caught cheater comes back under a new address (-1: forever)")
+	burst := fs.Int("burst", server.BurstEvents, "results handed to the scheduler (and checked) together, as a loaded coordinator's burst of result frames; 1: one at a time")
 	profiles := addProfileFlags(fs, "the run")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -45,14 +46,14 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) (er
 	recompute := newRecomputeSampler(compute, *k)
 	cfg := sim.FleetConfig{
 		Workers: *workers, Shards: *shards, Cheaters: 0.3, Rate: 0.3, Disconnect: 0.002,
-		MatmulK: *k, Seed: *seed, Rejoins: *rejoins, Compute: compute, Checker: server.NewChecker(2),
+		MatmulK: *k, Seed: *seed, Rejoins: *rejoins, Burst: *burst, Compute: compute, Checker: server.NewChecker(2),
 		Baseline: recompute.sample,
 	}
 	if *verbose {
 		cfg.Log = func(f string, a ...any) { fmt.Fprintf(stdout, "  "+f+"\n", a...) }
 	}
-	fmt.Fprintf(stdout, "bench verify: %d workers (30%% cheat on 30%% of their shards: perturb ×%d tol / 1%% bias / colluding; a caught cheater rejoins %d time(s) under a new address), %d shards, honest backend %s\n",
-		*workers, sim.PerturbFactor, *rejoins, *shards, backend)
+	fmt.Fprintf(stdout, "bench verify: %d workers (30%% cheat on 30%% of their shards: perturb ×%d tol / 1%% bias / colluding; a caught cheater rejoins %d time(s) under a new address), %d shards, results checked in bursts of %d, honest backend %s\n",
+		*workers, sim.PerturbFactor, *rejoins, *shards, max(*burst, 1), backend)
 	runtime.LockOSThread()
 	start := time.Now()
 	rep, err := sim.RunFleet(cfg)

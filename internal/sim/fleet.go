@@ -40,6 +40,12 @@ type FleetConfig struct {
 	Scheduler *scheduler.Config
 	// Log, when set, is told when a cheater is caught.
 	Log func(format string, args ...any)
+	// Burst is how many results reach the scheduler together, in one
+	// ResultBatches, as a loaded coordinator hands it a burst of result
+	// frames (default 1: each result alone). Results are gathered as
+	// they are computed and handed over when Burst are waiting, and
+	// before any other event (a tick, a disconnection) or a stall.
+	Burst int
 	// Baseline, when set, is called on the fleet's thread every
 	// baselineEvery steps of the run, so that a reference cost can be
 	// sampled under the same conditions as the verification it is
@@ -84,6 +90,21 @@ func (t *timedChecker) Check(task *scheduler.Task, out []*tensor.Tensor, rng *ra
 	v, why := t.inner.Check(task, out, rng)
 	t.cpu += rusage.Thread() - start
 	return v, why
+}
+
+// CheckAll times the inner Checker's CheckAll, or its Checks one by one
+// when it is no scheduler.BatchChecker.
+func (t *timedChecker) CheckAll(ts []*scheduler.Task, outputs [][]*tensor.Tensor, rng *rand.Rand) []scheduler.Checked {
+	start := rusage.Thread()
+	defer func() { t.cpu += rusage.Thread() - start }()
+	if bc, ok := t.inner.(scheduler.BatchChecker); ok {
+		return bc.CheckAll(ts, outputs, rng)
+	}
+	res := make([]scheduler.Checked, len(ts))
+	for i := range ts {
+		res[i].Verdict, res[i].Reason = t.inner.Check(ts[i], outputs[i], rng)
+	}
+	return res
 }
 
 func (t *timedChecker) Agree(task *scheduler.Task, a, b []*tensor.Tensor) bool {
@@ -294,9 +315,21 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 	}
 
 	var baselineCPU time.Duration
-	// Drive: answer one lease of a random busy worker per step.
+	// Drive: answer one lease of a random busy worker per step, handing
+	// the results to the scheduler Burst at a time.
+	var pending []scheduler.WorkerResults
+	handOver := func() {
+		if len(pending) > 0 {
+			apply(sched.ResultBatches(now, pending))
+			clear(pending) // hold no outputs
+			pending = pending[:0]
+		}
+	}
 	stall := 0
 	for step := 0; ; step++ {
+		if len(pending) >= max(cfg.Burst, 1) {
+			handOver()
+		}
 		st := sched.Stats()
 		if st.JobsDone+st.JobsFailed == len(order) && sched.OpenLeases() == 0 {
 			break
@@ -308,6 +341,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 			baselineCPU += rusage.Thread() - b0
 		}
 		if step%64 == 0 {
+			handOver()
 			apply(sched.Tick(now))
 		}
 		var busy []*simWorker
@@ -315,6 +349,10 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 			if !w.offline && len(w.leases) > 0 {
 				busy = append(busy, w)
 			}
+		}
+		if len(busy) == 0 && len(pending) > 0 {
+			handOver() // the last results free the leases that keep the run going
+			continue
 		}
 		if len(busy) == 0 {
 			stall++
@@ -329,6 +367,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 		w := busy[rng.IntN(len(busy))]
 		if cfg.Disconnect > 0 && rng.Float64() < cfg.Disconnect {
 			// Drop and reconnect under the same address.
+			handOver()
 			delete(byID, w.id)
 			w.offline = true
 			apply(sched.WorkerLeft(now, w.id))
@@ -341,7 +380,7 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		apply(sched.Result(now, w.id, a.Lease, outs))
+		pending = append(pending, scheduler.WorkerResults{Worker: w.id, Results: []scheduler.LeaseResult{{Lease: a.Lease, Outputs: outs}}})
 	}
 	rep.SchedulerCPU = rusage.Thread() - startCPU - baselineCPU
 	st := sched.Stats()
