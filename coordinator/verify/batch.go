@@ -172,10 +172,12 @@ func compareB(a, b *layer) int {
 
 // groupProducts sets B·r for the layers group, which share B. One layer
 // takes one gemv; several walk B in blocks of rows that fit productBlock
-// and run gemv on each block once per vector, so that the block is read
-// from memory for the first and from cache for the others. A block holds
-// a multiple of four rows, so that gemv groups the rows as it does over
-// the whole of B and every product has the bits one gemv gives.
+// and apply every vector to each block, four at a time with gemv4 (which
+// converts each element once for the four) and the rest with gemv, so
+// that the block is read from memory once and converted once per four
+// vectors. A block holds a multiple of four rows, so that gemv groups the
+// rows as it does over the whole of B, and gemv4 sums as gemv does: every
+// product has the bits one gemv gives.
 func (v *Verifier) groupProducts(group []int32, rs, brs []float64) {
 	l := &v.batch[group[0]]
 	k, n := l.k, l.n
@@ -188,7 +190,16 @@ func (v *Verifier) groupProducts(group []int32, rs, brs []float64) {
 	for i0 := 0; i0 < k; i0 += rows {
 		i1 := min(i0+rows, k)
 		block := l.b[i0*n : i1*n]
-		for _, li := range group {
+		g := group
+		for ; len(g) >= 4; g = g[4:] { // four vectors per pass over the block
+			var x, out [4][]float64
+			for q, li := range g[:4] {
+				at := v.vecs[li]
+				x[q], out[q] = rs[at.r:at.r+n], brs[at.br+i0:at.br+i1]
+			}
+			gemv4(block, n, &x, &out)
+		}
+		for _, li := range g {
 			at := v.vecs[li]
 			gemv(block, n, rs[at.r:at.r+n], brs[at.br+i0:at.br+i1])
 		}

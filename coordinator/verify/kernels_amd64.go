@@ -15,6 +15,9 @@ var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 func gemvAVX2(a []float32, cols int, x, out []float64)
 
 //go:noescape
+func gemv4AVX2(a []float32, cols int, x0, x1, x2, x3, out0, out1, out2, out3 []float64, rows int)
+
+//go:noescape
 func gemvAbsAVX2(a []float32, cols int, x, xa, out, outAbs []float64)
 
 //go:noescape
@@ -47,6 +50,41 @@ func gemv(a []float32, cols int, x, out []float64) {
 	if c4 := cols &^ 3; c4 < cols { // the last few columns
 		for i := range out {
 			out[i] += dotGo(a[i*cols+c4:(i+1)*cols], x[c4:])
+		}
+	}
+}
+
+// gemv4 sets out[v]_i = a_i·x[v] for four vectors (len(out[v]) rows of
+// cols each, the same for all four) in one pass over a that converts
+// each element once for the four. Every sum has the bits
+// gemv(a, cols, x[v], out[v]) gives it.
+func gemv4(a []float32, cols int, x, out *[4][]float64) {
+	rows := len(out[0])
+	if !useAVX2 || rows < 4 {
+		for v := range x {
+			gemv(a, cols, x[v], out[v])
+		}
+		return
+	}
+	a = a[:rows*cols]
+	var xs, outs [4][]float64
+	for v := range x {
+		xs[v], outs[v] = x[v][:cols], out[v][:rows]
+	}
+	// Rows in groups of four, as gemv's block path takes them; the rest
+	// go through its one-row path, and the last few columns are added
+	// after, as gemv adds them.
+	r4 := rows &^ 3
+	gemv4AVX2(a, cols, xs[0], xs[1], xs[2], xs[3], outs[0], outs[1], outs[2], outs[3], r4)
+	c4 := cols &^ 3
+	for v := range xs {
+		if c4 < cols {
+			for i := range r4 {
+				outs[v][i] += dotGo(a[i*cols+c4:(i+1)*cols], xs[v][c4:])
+			}
+		}
+		if r4 < rows {
+			gemv(a[r4*cols:], cols, xs[v], outs[v][r4:])
 		}
 	}
 }

@@ -693,3 +693,81 @@ found:
 	VZEROUPPER
 	MOVQ AX, ret+120(FP)
 	RET
+
+// gemv4AVX2 is gemvAVX2's block path for four vectors at once: it takes
+// the rows of a two at a time (rows must be a multiple of four), converts
+// each group of four columns of both rows once and multiplies them by
+// the four vectors into eight accumulators, then reduces each as
+// gemvAVX2 reduces a block's rows (REDUCE4), so that every sum has the
+// bits gemvAVX2 gives it. It covers the first cols&^3 columns only.
+
+// func gemv4AVX2(a []float32, cols int, x0, x1, x2, x3, out0, out1, out2, out3 []float64, rows int)
+TEXT ·gemv4AVX2(SB), NOSPLIT, $0-232
+	MOVQ a_base+0(FP), SI
+	MOVQ cols+24(FP), CX
+	MOVQ x0_base+32(FP), DI
+	MOVQ x1_base+56(FP), BX
+	MOVQ x2_base+80(FP), R12
+	MOVQ x3_base+104(FP), R13
+	MOVQ rows+224(FP), R10
+	MOVQ CX, R11
+	ANDQ $-4, R11
+	XORQ R9, R9 // the row
+
+pair:
+	CMPQ   R9, R10
+	JAE    pair_done
+	LEAQ   (SI)(CX*4), DX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	XORQ   AX, AX
+	CMPQ   AX, R11
+	JAE    pair_sum
+
+pair_loop:
+	VCVTPS2PD   (SI)(AX*4), Y8
+	VCVTPS2PD   (DX)(AX*4), Y9
+	VMOVUPD     (DI)(AX*8), Y10
+	VFMADD231PD Y10, Y8, Y0
+	VFMADD231PD Y10, Y9, Y1
+	VMOVUPD     (BX)(AX*8), Y10
+	VFMADD231PD Y10, Y8, Y2
+	VFMADD231PD Y10, Y9, Y3
+	VMOVUPD     (R12)(AX*8), Y10
+	VFMADD231PD Y10, Y8, Y4
+	VFMADD231PD Y10, Y9, Y5
+	VMOVUPD     (R13)(AX*8), Y10
+	VFMADD231PD Y10, Y8, Y6
+	VFMADD231PD Y10, Y9, Y7
+	ADDQ        $4, AX
+	CMPQ        AX, R11
+	JB          pair_loop
+
+pair_sum:
+	// Y0 = (out0_i, out0_i+1, out1_i, out1_i+1), Y4 the same for out2
+	// and out3.
+	REDUCE4(Y0, Y1, Y2, Y3, Y11)
+	REDUCE4(Y4, Y5, Y6, Y7, Y11)
+	MOVQ         out0_base+128(FP), R15
+	VMOVUPD      X0, (R15)(R9*8)
+	VEXTRACTF128 $1, Y0, X0
+	MOVQ         out1_base+152(FP), R15
+	VMOVUPD      X0, (R15)(R9*8)
+	MOVQ         out2_base+176(FP), R15
+	VMOVUPD      X4, (R15)(R9*8)
+	VEXTRACTF128 $1, Y4, X4
+	MOVQ         out3_base+200(FP), R15
+	VMOVUPD      X4, (R15)(R9*8)
+	ADDQ         $2, R9
+	LEAQ         (DX)(CX*4), SI
+	JMP          pair
+
+pair_done:
+	VZEROUPPER
+	RET

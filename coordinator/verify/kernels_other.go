@@ -12,6 +12,13 @@ const useAVX2 = false
 // cols).
 func gemv(a []float32, cols int, x, out []float64) { gemvGo(a, cols, x, out) }
 
+// gemv4 sets out[v]_i = a_i·x[v] for four vectors, as four gemv calls.
+func gemv4(a []float32, cols int, x, out *[4][]float64) {
+	for v := range x {
+		gemv(a, cols, x[v], out[v])
+	}
+}
+
 // gemvAbs sets out_i = a_i·x and outAbs_i = |a_i|·xa.
 func gemvAbs(a []float32, cols int, x, xa, out, outAbs []float64) {
 	gemvAbsGo(a, cols, x, xa, out, outAbs)

@@ -250,3 +250,38 @@ func TestAgreeKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestGemv4MatchesGemv checks that gemv4 gives each of its four vectors
+// the bits gemv gives it, writing nothing past the end of its outputs.
+func TestGemv4MatchesGemv(t *testing.T) {
+	logKernels(t)
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, rows := range append(kernelRows, 12, 13, 67) {
+		for _, cols := range kernelLengths {
+			a := kernelData(rng, rows*cols)
+			if rows*cols > 0 && rng.IntN(2) == 0 {
+				a[rng.IntN(len(a))] = specials[rng.IntN(len(specials))]
+			}
+			var x, out [4][]float64
+			for v := range x {
+				x[v] = positive(rng, cols)
+				out[v] = make([]float64, rows+1)
+				out[v][rows] = 42 // must stay
+				out[v] = out[v][:rows]
+			}
+			gemv4(a, cols, &x, &out)
+			for v := range x {
+				want := make([]float64, rows)
+				gemv(a, cols, x[v], want)
+				if out[v][:rows+1][rows] != 42 {
+					t.Fatalf("%dx%d vector %d: wrote past the end of out", rows, cols, v)
+				}
+				for i := range rows {
+					if math.Float64bits(out[v][i]) != math.Float64bits(want[i]) {
+						t.Errorf("%dx%d vector %d row %d: %v, gemv %v", rows, cols, v, i, out[v][i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
