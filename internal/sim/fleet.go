@@ -368,6 +368,9 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 		if cfg.Disconnect > 0 && rng.Float64() < cfg.Disconnect {
 			// Drop and reconnect under the same address.
 			handOver()
+			if w.offline || byID[w.id] != w {
+				continue // the results just judged got it banned
+			}
 			delete(byID, w.id)
 			w.offline = true
 			apply(sched.WorkerLeft(now, w.id))
