@@ -16,7 +16,7 @@ import (
 func TestGroupProductsMatchGemv(t *testing.T) {
 	rng := rand.New(rand.NewPCG(80, 80))
 	for _, kn := range [][2]int{{1, 1}, {5, 3}, {341, 48}, {700, 48}, {1031, 17}, {64, 4096}, {9, 5000}, {3, 0}} {
-		for _, count := range []int{2, 3} {
+		for _, count := range []int{2, 3, 4, 5, 9} {
 			t.Run(fmt.Sprintf("%dx%d/%d", kn[0], kn[1], count), func(t *testing.T) {
 				k, n := kn[0], kn[1]
 				b := cacheTensor(t, rng, k, n)
