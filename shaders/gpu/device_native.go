@@ -125,6 +125,12 @@ func (d *Device) pollUntil(what string, done func() bool) error {
 	return nil
 }
 
+// betweenRegisterAndPoll, when set (by tests only), runs after an
+// asynchronous callback has been handed to wgpu-native and before the
+// device is polled for it: the window in which a collection used to free
+// the callback's handle (see async_native.go).
+var betweenRegisterAndPoll func()
+
 // waitIdle waits until the queue has run everything submitted.
 func (d *Device) waitIdle() error {
 	var done atomic.Bool
@@ -133,6 +139,9 @@ func (d *Device) waitIdle() error {
 		status = s
 		done.Store(true)
 	})
+	if betweenRegisterAndPoll != nil {
+		betweenRegisterAndPoll()
+	}
 	if err := d.pollUntil("submission", done.Load); err != nil {
 		return err
 	}
@@ -151,6 +160,9 @@ func (d *Device) mapRead(b *wgpu.Buffer, size uint64) error {
 		done.Store(true)
 	}); err != nil {
 		return fmt.Errorf("%w: map for read: %v", ErrGPU, err)
+	}
+	if betweenRegisterAndPoll != nil {
+		betweenRegisterAndPoll()
 	}
 	if err := d.pollUntil("buffer mapping", done.Load); err != nil {
 		return err
