@@ -5,7 +5,6 @@ package gpu
 import (
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cogentcore/webgpu/wgpu"
@@ -30,6 +29,9 @@ func (p platform) release() {
 // Metal, D3D12), picks one and opens a device with the adapter's buffer and
 // workgroup limits.
 func openPlatform(opts Options, _ func(error)) (*wgpu.Device, platform, AdapterInfo, wgpu.Limits, error) {
+	if err := checkLayout(); err != nil {
+		return nil, platform{}, AdapterInfo{}, wgpu.Limits{}, err
+	}
 	// A nil descriptor: with one, cogentcore v0.23.0 mallocs the instance
 	// extras without zeroing them, and wgpu-native then reads a garbage GLES
 	// version and path pointers (it aborted here on the second Open).
@@ -133,42 +135,35 @@ var betweenRegisterAndPoll func()
 
 // waitIdle waits until the queue has run everything submitted.
 func (d *Device) waitIdle() error {
-	var done atomic.Bool
-	var status wgpu.QueueWorkDoneStatus
-	d.queue.OnSubmittedWorkDone(func(s wgpu.QueueWorkDoneStatus) {
-		status = s
-		done.Store(true)
-	})
+	p := onSubmittedWorkDone(d.queue)
+	defer p.free()
 	if betweenRegisterAndPoll != nil {
 		betweenRegisterAndPoll()
 	}
-	if err := d.pollUntil("submission", done.Load); err != nil {
+	if err := d.pollUntil("submission", p.done); err != nil {
 		return err
 	}
-	if status != wgpu.QueueWorkDoneStatusSuccess {
-		return fmt.Errorf("%w: submission finished with status %d", ErrDeviceLost, status)
+	if s := wgpu.QueueWorkDoneStatus(p.status()); s != wgpu.QueueWorkDoneStatusSuccess {
+		return fmt.Errorf("%w: submission finished with status %d", ErrDeviceLost, s)
 	}
 	return nil
 }
 
 // mapRead maps a staging buffer for reading.
 func (d *Device) mapRead(b *wgpu.Buffer, size uint64) error {
-	var done atomic.Bool
-	var status wgpu.BufferMapAsyncStatus
-	if err := b.MapAsync(wgpu.MapModeRead, 0, size, func(s wgpu.BufferMapAsyncStatus) {
-		status = s
-		done.Store(true)
-	}); err != nil {
-		return fmt.Errorf("%w: map for read: %v", ErrGPU, err)
+	p := mapAsync(b, wgpu.MapModeRead, size)
+	defer p.free()
+	if msg := p.scopeErr(); msg != "" {
+		return fmt.Errorf("%w: map for read: %s", ErrGPU, msg)
 	}
 	if betweenRegisterAndPoll != nil {
 		betweenRegisterAndPoll()
 	}
-	if err := d.pollUntil("buffer mapping", done.Load); err != nil {
+	if err := d.pollUntil("buffer mapping", p.done); err != nil {
 		return err
 	}
-	if status != wgpu.BufferMapAsyncStatusSuccess {
-		return fmt.Errorf("%w: map for read: status %d", ErrDeviceLost, status)
+	if s := wgpu.BufferMapAsyncStatus(p.status()); s != wgpu.BufferMapAsyncStatusSuccess {
+		return fmt.Errorf("%w: map for read: status %d", ErrDeviceLost, s)
 	}
 	return nil
 }

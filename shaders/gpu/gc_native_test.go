@@ -52,7 +52,8 @@ func runChurnedMatmuls(t *testing.T) {
 		t.Fatalf("no WebGPU device: %v", err)
 	}
 	defer d.Close()
-	betweenRegisterAndPoll = churn
+	churned := 0
+	betweenRegisterAndPoll = func() { churned++; churn() }
 	defer func() { betweenRegisterAndPoll = nil }()
 	rng := rand.New(rand.NewPCG(6, 6))
 	for range 5 {
@@ -74,4 +75,9 @@ func runChurnedMatmuls(t *testing.T) {
 			}
 		}
 	}
+	// Each matmul waits for its submission and maps its output at least.
+	if churned < 10 {
+		t.Fatalf("the collection was forced %d times in 5 matmuls, want every wait and mapping", churned)
+	}
+	t.Logf("forced a collection and slot reuse %d times between registration and poll", churned)
 }
