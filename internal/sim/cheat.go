@@ -43,7 +43,17 @@ type Cheater struct {
 	Kind Kind
 	// Rate is the fraction of shards it cheats on.
 	Rate float64
-	rng  *rand.Rand
+	// Elements is how many elements of a tile Perturb and Collude move
+	// (default 1), each by Factor tolerances (default PerturbFactor).
+	Elements int
+	Factor   float64
+	// After is how many shards it answers honestly before it starts to
+	// cheat: a patient cheater earns trust first.
+	After int
+	// Ring marks a member of a Sybil ring (Collude), for the report.
+	Ring     bool
+	answered int
+	rng      *rand.Rand
 }
 
 // NewCheater returns a cheater of kind cheating on a fraction rate of its
@@ -58,6 +68,9 @@ func (c *Cheater) Tamper(kernel string, inputs, outputs []*tensor.Tensor) bool {
 	if c == nil || c.Kind == Honest || len(outputs) == 0 {
 		return false
 	}
+	if c.answered++; c.answered <= c.After {
+		return false
+	}
 	last := len(outputs) - 1
 	out := outputs[last]
 	rows, cols := out.Rows(), out.Cols()
@@ -69,7 +82,7 @@ func (c *Cheater) Tamper(kernel string, inputs, outputs []*tensor.Tensor) bool {
 		if c.rng.Float64() >= c.Rate {
 			return false
 		}
-		perturb(kernel, inputs, outputs, last, c.rng.IntN(rows), c.rng.IntN(cols))
+		c.perturb(kernel, inputs, outputs, last, c.rng)
 	case Bias:
 		if c.rng.Float64() >= c.Rate {
 			return false
@@ -82,19 +95,36 @@ func (c *Cheater) Tamper(kernel string, inputs, outputs []*tensor.Tensor) bool {
 		if float64(h%1000)/1000 >= c.Rate {
 			return false
 		}
-		perturb(kernel, inputs, outputs, last, int((h>>10)%uint64(rows)), int((h>>30)%uint64(cols)))
+		// The elements too come from the inputs, so that every member
+		// given the shard returns the same wrong answer.
+		c.perturb(kernel, inputs, outputs, last, rand.New(rand.NewPCG(h, h>>17)))
 	}
 	return true
 }
 
-// perturb moves element (i, j) of output out by PerturbFactor tolerances.
-func perturb(kernel string, inputs, outputs []*tensor.Tensor, out, i, j int) {
-	tol, err := verify.ElementTolerance(kernel, inputs, outputs, out, i, j)
-	if err != nil || tol == 0 || math.IsInf(tol, 0) {
-		tol = 1e-3
-	}
+// perturb moves c.Elements distinct elements of output out, drawn from
+// pick, by c.Factor tolerances each.
+func (c *Cheater) perturb(kernel string, inputs, outputs []*tensor.Tensor, out int, pick *rand.Rand) {
 	o := outputs[out]
-	o.Data[i*o.Cols()+j] += float32(PerturbFactor * tol)
+	rows, cols := o.Rows(), o.Cols()
+	factor := c.Factor
+	if factor == 0 {
+		factor = PerturbFactor
+	}
+	n := min(max(c.Elements, 1), rows*cols)
+	moved := make(map[int]bool, n)
+	for len(moved) < n {
+		i, j := pick.IntN(rows), pick.IntN(cols)
+		if moved[i*cols+j] {
+			continue
+		}
+		moved[i*cols+j] = true
+		tol, err := verify.ElementTolerance(kernel, inputs, outputs, out, i, j)
+		if err != nil || tol == 0 || math.IsInf(tol, 0) {
+			tol = 1e-3
+		}
+		o.Data[i*cols+j] += float32(factor * tol)
+	}
 }
 
 // inputHash is a cheap fingerprint of a shard's inputs (shapes and a sample
@@ -130,6 +160,35 @@ func Mix(n int, cheaters, rate float64, seed uint64) []*Cheater {
 		fleet[i] = NewCheater(kind, rate, seed+uint64(i)*7919)
 	}
 	r := rand.New(rand.NewPCG(seed, 1))
+	r.Shuffle(len(fleet), func(a, b int) { fleet[a], fleet[b] = fleet[b], fleet[a] })
+	return fleet
+}
+
+// Ring describes a Sybil ring: identities that collude on the same wrong
+// answers (Collude), each moving Elements elements of a tile by Factor
+// tolerances on a fraction Rate of the shards, after After honest answers
+// each (a patient ring turns once trusted).
+type Ring struct {
+	Members  int
+	Rate     float64
+	Elements int
+	Factor   float64
+	After    int
+}
+
+// RingFleet returns a fleet of honest workers and the members of ring,
+// shuffled by seed.
+func RingFleet(honest int, ring Ring, seed uint64) []*Cheater {
+	fleet := make([]*Cheater, 0, honest+ring.Members)
+	for i := range honest {
+		fleet = append(fleet, NewCheater(Honest, 0, seed+uint64(i)*7919))
+	}
+	for i := range ring.Members {
+		c := NewCheater(Collude, ring.Rate, seed+uint64(honest+i)*7919)
+		c.Elements, c.Factor, c.After, c.Ring = ring.Elements, ring.Factor, ring.After, true
+		fleet = append(fleet, c)
+	}
+	r := rand.New(rand.NewPCG(seed, 2))
 	r.Shuffle(len(fleet), func(a, b int) { fleet[a], fleet[b] = fleet[b], fleet[a] })
 	return fleet
 }

@@ -31,7 +31,10 @@ type FleetConfig struct {
 	// Rejoins is how many times a caught cheater comes back under a new
 	// address (identities are free); a negative value means forever.
 	Rejoins int
-	Seed    uint64
+	// Fleet, when set, is the fleet itself (RingFleet, say); Workers,
+	// Cheaters and Rate are then ignored.
+	Fleet []*Cheater
+	Seed  uint64
 	// Compute runs a shard honestly (the fastest CPU backend present).
 	Compute func(kernel string, inputs []*tensor.Tensor) ([]*tensor.Tensor, error)
 	// Checker judges results (server.NewChecker in production).
@@ -58,22 +61,28 @@ const baselineEvery = 1000
 
 // FleetReport is what a fleet run measured.
 type FleetReport struct {
-	Shards        int
-	Replicas      int // results computed for shards and canaries
-	ReplicasLast  int // results computed while the last half of the shards were accepted
-	ShardsLast    int
-	Corrections   int
-	WrongLeft     int // final outputs that disagree with the reference
-	AboveFloor    int // accepted results with an error above the Freivalds floor
-	Caught        int
-	CaughtAt      []int // shard count at which each catch happened
-	Rejoins       int
-	VerifyCPU     time.Duration // coordinator CPU in Checker calls
-	SchedulerCPU  time.Duration // coordinator CPU in the scheduler, checks included
-	JobsFailed    int
-	FailReasons   []string
-	CanaryResults int
-	Audits        int
+	Shards       int
+	Replicas     int // results computed for shards and canaries
+	ReplicasLast int // results computed while the last half of the shards were accepted
+	ShardsLast   int
+	Corrections  int
+	WrongLeft    int // final outputs that disagree with the reference
+	AboveFloor   int // accepted results with an error above the Freivalds floor
+	Caught       int
+	CaughtAt     []int // shard count at which each catch happened
+	// HonestBanned counts honest workers banned: each is a verification
+	// failure, whatever else the run shows.
+	HonestBanned int
+	// Cheaters counts the fleet's workers that cheated at least once;
+	// Uncaught those of them never caught (under any of their addresses).
+	Cheaters, Uncaught int
+	Rejoins            int
+	VerifyCPU          time.Duration // coordinator CPU in Checker calls
+	SchedulerCPU       time.Duration // coordinator CPU in the scheduler, checks included
+	JobsFailed         int
+	FailReasons        []string
+	CanaryResults      int
+	Audits             int
 	// Stats are the scheduler's counters at the end, and at the moment
 	// half the shards had been accepted.
 	Stats, StatsAtHalf scheduler.Stats
@@ -123,6 +132,8 @@ func (t *timedChecker) Canary(task *scheduler.Task, out []*tensor.Tensor, rng *r
 
 type simWorker struct {
 	rejoins int
+	cheated bool // it cheated at least once
+	caught  bool // under any of its addresses
 	id      scheduler.WorkerID
 	addr    scheduler.Address
 	cheat   *Cheater
@@ -206,7 +217,10 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 	}
 
 	// Workers.
-	fleet := Mix(cfg.Workers, cfg.Cheaters, cfg.Rate, cfg.Seed)
+	fleet := cfg.Fleet
+	if fleet == nil {
+		fleet = Mix(cfg.Workers, cfg.Cheaters, cfg.Rate, cfg.Seed)
+	}
 	workers := make([]*simWorker, len(fleet))
 	byID := map[scheduler.WorkerID]*simWorker{}
 	byAddr := map[scheduler.Address]*simWorker{}
@@ -279,6 +293,10 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 					continue
 				}
 				rep.CaughtAt = append(rep.CaughtAt, accepted)
+				w.caught = true
+				if w.cheat.Kind == Honest {
+					rep.HonestBanned++
+				}
 				if cfg.Log != nil {
 					cfg.Log("caught %s (%s) after %d shards accepted: %s", a.Address.String()[:10], w.cheat.Kind, accepted, a.Reason)
 				}
@@ -399,6 +417,14 @@ func RunFleet(cfg FleetConfig) (FleetReport, error) {
 	rep.Caught = st.Caught
 	rep.JobsFailed = st.JobsFailed
 	rep.VerifyCPU = tc.cpu
+	for _, w := range workers {
+		if w.cheated {
+			rep.Cheaters++
+			if !w.caught {
+				rep.Uncaught++
+			}
+		}
+	}
 	v := &verify.Verifier{}
 	for ref, out := range final {
 		ds := jobs[ref.job].ds
@@ -423,7 +449,9 @@ func (w *simWorker) answer(a scheduler.Action, jobs map[scheduler.JobID]*jobInfo
 			return nil, err
 		}
 	}
-	w.cheat.Tamper(a.Task.Kernel, a.Task.Inputs, outs)
+	if w.cheat.Tamper(a.Task.Kernel, a.Task.Inputs, outs) {
+		w.cheated = true
+	}
 	return outs, nil
 }
 
