@@ -29,10 +29,19 @@ e2e/node_modules: e2e/package-lock.json
 	cd e2e && npm ci --no-audit --no-fund
 	@touch e2e/node_modules
 
+# Beyond one run of everything: the packages that hold cgo callbacks or
+# the coordinator's loop run 20 times with the collector at its most
+# eager (GOGC=1), which is what exposed cogentcore/webgpu issue 6; the
+# coordinator and the worker run once more under the race detector.
+STRESS_PKGS := ./internal/backends/ ./shaders/gpu/ ./coordinator/server/
+RACE_PKGS := ./coordinator/... ./worker/...
+
 test: wasm e2e/node_modules
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	GOGC=1 $(GO) test -count=20 -timeout 15m $(STRESS_PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
