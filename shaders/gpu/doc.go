@@ -107,4 +107,15 @@
 // (the cgo checker panics), so it is not used: a lost device shows in the
 // status of the next submission or mapping, or as a submission that does not
 // finish within two minutes, and becomes ErrDeviceLost.
+//
+// Natively, waiting for a submission and mapping a buffer do not go through
+// cogentcore's Queue.OnSubmittedWorkDone and Buffer.MapAsync: those hand C
+// the address of a cgo.Handle that only C points at, so a collection before
+// the callback fires frees it and the callback panics (upstream
+// cogentcore/webgpu issue 6). async_native.go makes both calls through a C
+// shim whose callbacks write into C memory; it says why neither a patched
+// copy of the module nor holding the collector off was chosen.
+// TestAsyncCallbacksSurviveACollection forces a collection and the reuse of
+// the freed slots at that moment; `make test` also runs the package 20
+// times under GOGC=1.
 package gpu
