@@ -149,6 +149,12 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%s takes tensors %s; unexpected: %s", kernel, strings.Join(names, ", "), strings.Join(extra, ", "))
 		return
 	}
+	if _, err := shaders.OutputShapes(kernel, inputs); err != nil {
+		// The one shape rule (empty and degenerate shapes included),
+		// before the data is scanned or anything planned.
+		writeError(w, http.StatusBadRequest, "%s job refused: %v", kernel, err)
+		return
+	}
 	for i, t := range inputs {
 		if !t.AllFinite() {
 			writeError(w, http.StatusBadRequest, "tensor %q holds NaN or Inf: results could not be verified", names[i])
