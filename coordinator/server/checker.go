@@ -11,9 +11,10 @@ import (
 
 // checker adapts coordinator/verify to the scheduler's Checker interface.
 type checker struct {
-	v     *verify.Verifier
-	spots int
-	items []verify.Item // CheckAll's scratch
+	v      *verify.Verifier
+	spots  int
+	items  []verify.Item // CheckAll's scratch
+	faults *faults       // a test's injected panics (nil: none)
 }
 
 var _ scheduler.BatchChecker = (*checker)(nil)
@@ -22,6 +23,7 @@ var _ scheduler.BatchChecker = (*checker)(nil)
 // wrapping verify.ErrUnverifiable: inputs holding NaN or ±Inf, a product
 // that may overflow float32) is Unverifiable, not the worker's fault.
 func (c *checker) Check(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (scheduler.Verdict, string) {
+	c.faults.at("check", t.Kernel, t.Inputs)
 	r := checked(c.v.Check(t.Kernel, t.Inputs, out, rng, c.spots))
 	return r.Verdict, r.Reason
 }
@@ -32,6 +34,7 @@ func (c *checker) Check(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand)
 func (c *checker) CheckAll(ts []*scheduler.Task, outputs [][]*tensor.Tensor, rng *rand.Rand) []scheduler.Checked {
 	c.items = c.items[:0]
 	for i, t := range ts {
+		c.faults.at("check", t.Kernel, t.Inputs)
 		c.items = append(c.items, verify.Item{Kernel: t.Kernel, Inputs: t.Inputs, Outputs: outputs[i]})
 	}
 	vs := c.v.CheckAll(c.items, rng, c.spots)
@@ -74,4 +77,10 @@ func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand
 // time when the scheduler has several), its replica comparison and its
 // canaries. It is not safe for concurrent
 // use, like the scheduler that calls it.
-func NewChecker(spots int) scheduler.Checker { return &checker{v: &verify.Verifier{}, spots: spots} }
+func NewChecker(spots int) scheduler.Checker { return newChecker(spots, nil) }
+
+// newChecker returns the production checker with a test's faults (nil:
+// none).
+func newChecker(spots int, f *faults) *checker {
+	return &checker{v: &verify.Verifier{}, spots: spots, faults: f}
+}

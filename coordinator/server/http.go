@@ -300,6 +300,7 @@ func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (map[string]
 	if err != nil {
 		return nil, err
 	}
+	s.faults.at("assemble", rec.Kernel, inputs)
 	results, err := s.store.ShardResults(ctx, rec.ID)
 	if err != nil {
 		return nil, err
