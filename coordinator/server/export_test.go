@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
@@ -73,7 +74,7 @@ func InjectPanic(s *Server, stage string, match func(kernel string, inputs []*te
 func NewPanickingChecker(spots int, match func(kernel string, inputs []*tensor.Tensor) bool) scheduler.Checker {
 	f := &faults{}
 	f.hook.Store(panicHook("check", match))
-	return newChecker(spots, f)
+	return newChecker(spots, f, slog.Default())
 }
 
 func panicHook(stage string, match func(kernel string, inputs []*tensor.Tensor) bool) *faultHook {

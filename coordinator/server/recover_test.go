@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +24,11 @@ import (
 func poisoned(_ string, inputs []*tensor.Tensor) bool { return inputs[0].Cols() == 7 }
 
 // TestPanicFailsOnlyItsJob: a panic in verification, planning or assembly
-// (injected for one job) fails that job loudly — its status failed, or its
-// submission a 500, with a reason saying an internal error happened, and
-// an Error log with the stack — blames no worker, and the coordinator goes
-// on: another job, submitted after it, completes with the right result.
+// (injected for one job) fails that job loudly — its status failed, its
+// submission or its result request a 500, with a reason saying an internal
+// error happened, and an Error log with the stack — blames no worker, and
+// the coordinator goes on: another job, submitted after it, completes with
+// the right result.
 func TestPanicFailsOnlyItsJob(t *testing.T) {
 	for _, stage := range []string{"check", "plan", "assemble"} {
 		t.Run(stage, func(t *testing.T) {
@@ -65,10 +68,14 @@ func TestPanicFailsOnlyItsJob(t *testing.T) {
 				}
 				_, err := cl.Result(ctx, bad.ID)
 				wantInternal(t, "reading the poisoned job's result", err)
+				// Its status stays done (terminal, in every store) and
+				// says what happened; its verified results stay stored.
 				st, err := cl.Job(ctx, bad.ID)
-				if err != nil || st.Status != client.StateFailed || !strings.Contains(st.Error, "internal error") {
-					t.Fatalf("poisoned job after its result failed: %+v, %v; want failed with an internal error", st, err)
+				if err != nil || st.Status != client.StateDone || !strings.Contains(st.Error, "internal error") {
+					t.Fatalf("poisoned job after its result failed: %+v, %v; want done with an internal error", st, err)
 				}
+				_, err = cl.Result(ctx, bad.ID)
+				wantInternal(t, "reading the poisoned job's result again", err)
 			}
 			if _, err := cl.Wait(ctx, good.ID, 5*time.Millisecond, nil); err != nil {
 				t.Fatalf("the other job: %v", err)
@@ -132,5 +139,40 @@ func TestCheckerTurnsAPanicIntoUnverifiable(t *testing.T) {
 	}
 	if v, why := c.Check(good, goodOut, rng); v != scheduler.Valid {
 		t.Fatalf("check after a panic: %v (%s)", v, why)
+	}
+}
+
+// TestPanicInTheLoopStopsTheProcess: outside the guarded stages nothing
+// recovers — a panic while the loop carries out the scheduler's actions
+// (here from Config.Observe, at the first Assign) stops the process, so
+// that a half-applied transition is never served. It runs this test
+// binary again as the coordinator's process and expects it to die of the
+// panic (exit status 2).
+func TestPanicInTheLoopStopsTheProcess(t *testing.T) {
+	if os.Getenv("NEUROLOV_PANIC_CHILD") == "1" {
+		c := startCoordinator(t, func(cfg *server.Config) {
+			cfg.Observe = func(a scheduler.Action) {
+				if a.Kind == scheduler.Assign {
+					panic("injected fault in the loop")
+				}
+			}
+		})
+		startWorkers(t, c, 1, nil)
+		rng := rand.New(rand.NewPCG(7, 8))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		job, err := c.client().SubmitMatmul(ctx, randomTensor(rng, 4, 3), randomTensor(rng, 3, 4), client.SubmitOptions{Replication: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.client().Wait(ctx, job.ID, 5*time.Millisecond, nil)
+		t.Fatalf("the coordinator lived on after a panic in its loop: %+v, %v", st, err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPanicInTheLoopStopsTheProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "NEUROLOV_PANIC_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "panic: injected fault in the loop") {
+		t.Fatalf("child: %v, want it killed by the panic (exit status 2)\n%s", err, out)
 	}
 }

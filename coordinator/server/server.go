@@ -227,7 +227,7 @@ func New(cfg Config, st store.Store) *Server {
 		faults:  &faults{},
 	}
 	s.auth = identity.NewVerifier(identity.VerifierConfig{Domain: cfg.Domain, URI: "ws://" + cfg.Domain + "/v1/worker", Now: cfg.Now})
-	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), newChecker(cfg.SpotChecks, s.faults))
+	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), newChecker(cfg.SpotChecks, s.faults, cfg.Logger))
 	return s
 }
 
@@ -811,9 +811,16 @@ func (s *Server) Caught(addr scheduler.Address) bool {
 
 // planFor returns the planner options for a new job: the configured ones,
 // or, with ReplanHeavy and no native-gpu worker connected, ones that keep
-// every shard under the heavy budgets.
-func (s *Server) planFor(ctx context.Context, kernel string, inputs []*tensor.Tensor) ([]planner.Shard, planner.Options, error) {
+// every shard under the heavy budgets. A panic in planning is an error
+// wrapping ErrInternal (logged at Error with its stack).
+func (s *Server) planFor(ctx context.Context, kernel string, inputs []*tensor.Tensor) (shards []planner.Shard, opts planner.Options, err error) {
+	defer catch(s.log, &err, "planning", "kernel", kernel)
 	s.faults.at("plan", kernel, inputs)
+	return s.plan(ctx, kernel, inputs)
+}
+
+// plan is planFor without its guard.
+func (s *Server) plan(ctx context.Context, kernel string, inputs []*tensor.Tensor) ([]planner.Shard, planner.Options, error) {
 	opts := s.cfg.Planner
 	shards, err := planner.Plan(kernel, inputs, opts)
 	if err != nil || !s.cfg.ReplanHeavy {
