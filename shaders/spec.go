@@ -3,6 +3,8 @@ package shaders
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/neurolov/neurolov/tensor"
 )
@@ -23,7 +25,14 @@ var ErrInputs = errors.New("shaders: bad kernel inputs")
 func Known(kernel string) bool { return kernel == Matmul || kernel == MLPInfer }
 
 // OutputShapes checks inputs against kernel and returns the shapes of the
-// outputs a correct result has.
+// outputs a correct result has. It is the one shape rule: the planner, the
+// HTTP API, the SDK and every backend consult it. Every tensor must have the
+// kernel's rank (matmul: A m×k and B k×n; mlp-infer: X b×d0, then W_l
+// d_{l-1}×d_l and b_l of d_l per layer) and every dimension must be at
+// least 1: an empty or degenerate shape (a k of 0, a layer of width 0) is
+// refused here, before any work, because nothing downstream has anything
+// to compute or check on it. Errors wrap ErrInputs and name the tensor by
+// its API name (A, B, X, W1, b1, …).
 func OutputShapes(kernel string, inputs []*tensor.Tensor) ([][]int, error) {
 	switch kernel {
 	case Matmul:
@@ -31,8 +40,14 @@ func OutputShapes(kernel string, inputs []*tensor.Tensor) ([][]int, error) {
 			return nil, fmt.Errorf("%w: matmul takes 2 inputs, got %d", ErrInputs, len(inputs))
 		}
 		a, b := inputs[0], inputs[1]
-		if !a.Is2D(-1, -1) || !b.Is2D(a.Cols(), -1) {
-			return nil, fmt.Errorf("%w: matmul of %v by %v", ErrInputs, a.Shape, b.Shape)
+		if err := checkDims("A", a, 2); err != nil {
+			return nil, err
+		}
+		if err := checkDims("B", b, 2); err != nil {
+			return nil, err
+		}
+		if b.Rows() != a.Cols() {
+			return nil, fmt.Errorf("%w: A is %s but B is %s: B needs as many rows as A has columns (%d rows)", ErrInputs, dims(a.Shape), dims(b.Shape), a.Cols())
 		}
 		return [][]int{{a.Rows(), b.Cols()}}, nil
 	case MLPInfer:
@@ -40,22 +55,69 @@ func OutputShapes(kernel string, inputs []*tensor.Tensor) ([][]int, error) {
 			return nil, fmt.Errorf("%w: mlp-infer takes X and (W, b) pairs, got %d inputs", ErrInputs, len(inputs))
 		}
 		x := inputs[0]
-		if !x.Is2D(-1, -1) {
-			return nil, fmt.Errorf("%w: mlp-infer X has shape %v, want 2-D", ErrInputs, x.Shape)
+		if err := checkDims("X", x, 2); err != nil {
+			return nil, err
 		}
 		width := x.Cols()
 		var out [][]int
 		for l := 1; l < len(inputs); l += 2 {
-			w, b := inputs[l], inputs[l+1]
-			if !w.Is2D(width, -1) || len(b.Shape) != 1 || b.Shape[0] != w.Cols() {
-				return nil, fmt.Errorf("%w: mlp-infer layer %d: W %v, b %v after width %d", ErrInputs, l/2+1, w.Shape, b.Shape, width)
+			if err := checkLayer(l/2+1, inputs[l], inputs[l+1], width); err != nil {
+				return nil, err
 			}
-			width = w.Cols()
+			width = inputs[l].Cols()
 			out = append(out, []int{x.Rows(), width})
 		}
 		return out, nil
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownKernel, kernel)
+}
+
+// checkLayer checks mlp-infer layer n's W and b against the width of what
+// feeds it.
+func checkLayer(n int, w, b *tensor.Tensor, width int) error {
+	wn, bn := fmt.Sprintf("W%d", n), fmt.Sprintf("b%d", n)
+	if err := checkDims(wn, w, 2); err != nil {
+		return err
+	}
+	if err := checkDims(bn, b, 1); err != nil {
+		return err
+	}
+	if w.Rows() != width {
+		return fmt.Errorf("%w: %s is %s but what feeds it is %d wide: %s needs %d rows", ErrInputs, wn, dims(w.Shape), width, wn, width)
+	}
+	if b.Shape[0] != w.Cols() {
+		return fmt.Errorf("%w: %s has %d elements but %s is %s: %s needs %d, one per column of %s", ErrInputs, bn, b.Shape[0], wn, dims(w.Shape), bn, w.Cols(), wn)
+	}
+	return nil
+}
+
+// checkDims reports a missing tensor, one whose rank is not rank, or one
+// with a dimension under 1.
+func checkDims(name string, t *tensor.Tensor, rank int) error {
+	if t == nil {
+		return fmt.Errorf("%w: %s is missing", ErrInputs, name)
+	}
+	if len(t.Shape) != rank {
+		return fmt.Errorf("%w: %s is %s: want %d-D", ErrInputs, name, dims(t.Shape), rank)
+	}
+	for _, d := range t.Shape {
+		if d < 1 {
+			return fmt.Errorf("%w: %s is %s: every dimension must be at least 1 (an empty tensor leaves nothing to compute)", ErrInputs, name, dims(t.Shape))
+		}
+	}
+	return nil
+}
+
+// dims writes a shape as people do: 32768×0, or "a scalar" for rank 0.
+func dims(shape []int) string {
+	if len(shape) == 0 {
+		return "a scalar"
+	}
+	parts := make([]string, len(shape))
+	for i, d := range shape {
+		parts[i] = strconv.Itoa(d)
+	}
+	return strings.Join(parts, "×")
 }
 
 // FLOPs returns the floating-point operations of one run of kernel on inputs

@@ -160,9 +160,6 @@ func checkInputs(kernel string, inputs []*tensor.Tensor) ([][]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInputs, err)
 	}
-	if inputs[0].Rows() == 0 || shapes[len(shapes)-1][1] == 0 {
-		return nil, fmt.Errorf("%w: %s output %v is empty: there is nothing to compute", ErrInputs, kernel, shapes[len(shapes)-1])
-	}
 	return shapes, nil
 }
 

@@ -2,7 +2,9 @@ package server
 
 import (
 	"errors"
+	"log/slog"
 	"math/rand/v2"
+	"strconv"
 
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/verify"
@@ -10,37 +12,79 @@ import (
 )
 
 // checker adapts coordinator/verify to the scheduler's Checker interface.
+// It is where verification is guarded: a panic in verify (a coordinator
+// bug) is recovered here, inside the scheduler's call, and becomes the
+// answer that blames no worker (see each method), so the scheduler's own
+// transition completes as for any other verdict.
 type checker struct {
-	v     *verify.Verifier
-	spots int
-	items []verify.Item // CheckAll's scratch
+	v      *verify.Verifier
+	spots  int
+	items  []verify.Item // CheckAll's scratch
+	faults *faults       // a test's injected panics (nil: none)
+	log    *slog.Logger
 }
 
 var _ scheduler.BatchChecker = (*checker)(nil)
 
 // Check runs verify's self-checks. A shard verify cannot check (an error
 // wrapping verify.ErrUnverifiable: inputs holding NaN or ±Inf, a product
-// that may overflow float32) is Unverifiable, not the worker's fault.
+// that may overflow float32) is Unverifiable, not the worker's fault; so
+// is one whose check panics (the reason says an internal error happened),
+// which fails its job.
 func (c *checker) Check(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (scheduler.Verdict, string) {
-	r := checked(c.v.Check(t.Kernel, t.Inputs, out, rng, c.spots))
+	var r scheduler.Checked
+	err := c.guard("verification", "kernel", t.Kernel, func() {
+		c.faults.at("check", t.Kernel, t.Inputs)
+		r = checked(c.v.Check(t.Kernel, t.Inputs, out, rng, c.spots))
+	})
+	if err != nil {
+		return scheduler.Unverifiable, err.Error()
+	}
 	return r.Verdict, r.Reason
 }
 
 // CheckAll runs verify's self-checks on a batch at once (verify.CheckAll:
 // results sharing an input matrix read it once), each judged as Check
-// judges it.
+// judges it. When the batch's check panics, each result is checked alone,
+// so that only those whose own check panics are Unverifiable.
 func (c *checker) CheckAll(ts []*scheduler.Task, outputs [][]*tensor.Tensor, rng *rand.Rand) []scheduler.Checked {
-	c.items = c.items[:0]
-	for i, t := range ts {
-		c.items = append(c.items, verify.Item{Kernel: t.Kernel, Inputs: t.Inputs, Outputs: outputs[i]})
-	}
-	vs := c.v.CheckAll(c.items, rng, c.spots)
+	var vs []verify.Verdict
+	err := c.guard("verification of a batch (each result is checked alone next)", "results", strconv.Itoa(len(ts)), func() {
+		c.items = c.items[:0]
+		for i, t := range ts {
+			c.faults.at("check", t.Kernel, t.Inputs)
+			c.items = append(c.items, verify.Item{Kernel: t.Kernel, Inputs: t.Inputs, Outputs: outputs[i]})
+		}
+		vs = c.v.CheckAll(c.items, rng, c.spots)
+	})
 	clear(c.items) // hold no tensors past the batch
+	if err != nil {
+		res := make([]scheduler.Checked, len(ts))
+		for i, t := range ts {
+			res[i].Verdict, res[i].Reason = c.Check(t, outputs[i], rng)
+		}
+		return res
+	}
 	res := make([]scheduler.Checked, len(vs))
 	for i, v := range vs {
 		res[i] = checked(v)
 	}
 	return res
+}
+
+// guard runs fn, part of stage, and returns the error wrapping ErrInternal
+// that a panic in it becomes (logged at Error by catch, with key=value).
+// After one it replaces the verifier, whose scratch and input cache the
+// panic may have left half-written.
+func (c *checker) guard(stage, key, value string, fn func()) (err error) {
+	defer func() {
+		if err != nil {
+			c.v = &verify.Verifier{}
+		}
+	}()
+	defer catch(c.log, &err, stage, key, value)
+	fn()
+	return nil
 }
 
 // checked turns verify's verdict into the scheduler's.
@@ -55,14 +99,27 @@ func checked(v verify.Verdict) scheduler.Checked {
 	}
 }
 
+// Agree reports whether two results of t agree. A comparison that panics
+// answers true (logged at Error): Agree compares only results that passed
+// the self-checks, which is what a trusted worker's single result is
+// accepted on, while false would blame a worker for the coordinator's bug
+// (a canary's worker is caught on a disagreement).
 func (c *checker) Agree(t *scheduler.Task, a, b []*tensor.Tensor) bool {
-	cmp, err := c.v.Agree(t.Kernel, t.Inputs, a, b)
-	return err == nil && cmp.Agree
+	agree := false
+	err := c.guard("replica comparison", "kernel", t.Kernel, func() {
+		cmp, err := c.v.Agree(t.Kernel, t.Inputs, a, b)
+		agree = err == nil && cmp.Agree
+	})
+	return agree || err != nil
 }
 
+// Canary derives a canary from a verified task (verify.MakeCanary); none
+// when it cannot, or when making it panics (logged at Error).
 func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (*scheduler.Task, []*tensor.Tensor) {
-	in, expected, err := verify.MakeCanary(t.Kernel, t.Inputs, out, rng)
-	if err != nil {
+	var in, expected []*tensor.Tensor
+	var merr error
+	err := c.guard("canary making", "kernel", t.Kernel, func() { in, expected, merr = verify.MakeCanary(t.Kernel, t.Inputs, out, rng) })
+	if err != nil || merr != nil {
 		return nil, nil
 	}
 	return &scheduler.Task{Kernel: t.Kernel, Inputs: in, FLOPs: t.FLOPs, Bytes: t.Bytes}, expected
@@ -72,6 +129,13 @@ func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand
 // scheduler.BatchChecker: coordinator/verify's shape, finiteness,
 // Freivalds and spot checks (spots elements per result, a batch at a
 // time when the scheduler has several), its replica comparison and its
-// canaries. It is not safe for concurrent
-// use, like the scheduler that calls it.
-func NewChecker(spots int) scheduler.Checker { return &checker{v: &verify.Verifier{}, spots: spots} }
+// canaries, each guarded (a panic in verify blames no worker and is
+// logged to slog.Default()). It is not safe for concurrent use, like the
+// scheduler that calls it.
+func NewChecker(spots int) scheduler.Checker { return newChecker(spots, nil, slog.Default()) }
+
+// newChecker returns the production checker with a test's faults (nil:
+// none), logging to log.
+func newChecker(spots int, f *faults, log *slog.Logger) *checker {
+	return &checker{v: &verify.Verifier{}, spots: spots, faults: f, log: log}
+}

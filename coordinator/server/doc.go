@@ -34,4 +34,24 @@
 // The HTTP API (README, "API") takes jobs as safetensors with an API key,
 // reports progress and serves results assembled from verified shards.
 // With the memory store a restarted coordinator starts empty.
+//
+// Where the server recovers from a panic, and where it must not.
+// Verification, planning and assembly are guarded: a panic there (a
+// coordinator bug, say a shape the checks let through) becomes an error
+// wrapping ErrInternal, logged at Error with its stack, that fails the job
+// at hand while the coordinator goes on. The checker (checker.go) recovers
+// inside each call the scheduler makes, so that the scheduler gets an
+// ordinary answer and completes its transition: Unverifiable for a check
+// (its job fails, no worker is blamed; a batch that panics is checked
+// result by result, so that only the culprit's job fails), agreement for a
+// replica comparison (both passed the self-checks; disagreement would
+// blame a worker), no canary. A panic in planning answers the submission
+// with a 500 and creates nothing; one in assembly answers the result
+// request with a 500 and notes it in the job's error (a done job stays
+// done, its results stored). Nothing else recovers: a panic in the
+// scheduler's state machine, in the loop while it carries out actions, or
+// in a function run on the loop (Server.call) stops the process, because a
+// half-applied transition — a lease granted but not recorded, pay without
+// its result — must never be served. Do not add a recover to Run, handle
+// or apply.
 package server

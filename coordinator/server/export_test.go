@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
-
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -60,4 +60,28 @@ func FinishJob(s *Server, job string) error {
 func HasBlob(s *Server, h [32]byte) (held bool, err error) {
 	err = s.call(context.Background(), func() { held = s.blobs[h] != nil })
 	return held, err
+}
+
+// InjectPanic makes s panic at stage ("check", "plan" or "assemble")
+// whenever match holds for the kernel and inputs at hand (a shard's in
+// "check", the job's otherwise). It may be called while s runs.
+func InjectPanic(s *Server, stage string, match func(kernel string, inputs []*tensor.Tensor) bool) {
+	s.faults.hook.Store(panicHook(stage, match))
+}
+
+// NewPanickingChecker returns NewChecker(spots) made to panic in its
+// checks whenever match holds for a task's kernel and inputs.
+func NewPanickingChecker(spots int, match func(kernel string, inputs []*tensor.Tensor) bool) scheduler.Checker {
+	f := &faults{}
+	f.hook.Store(panicHook("check", match))
+	return newChecker(spots, f, slog.Default())
+}
+
+func panicHook(stage string, match func(kernel string, inputs []*tensor.Tensor) bool) *faultHook {
+	h := faultHook(func(at, kernel string, inputs []*tensor.Tensor) {
+		if at == stage && match(kernel, inputs) {
+			panic("injected fault in " + stage)
+		}
+	})
+	return &h
 }

@@ -149,6 +149,12 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%s takes tensors %s; unexpected: %s", kernel, strings.Join(names, ", "), strings.Join(extra, ", "))
 		return
 	}
+	if _, err := shaders.OutputShapes(kernel, inputs); err != nil {
+		// The one shape rule (empty and degenerate shapes included),
+		// before the data is scanned or anything planned.
+		writeError(w, http.StatusBadRequest, "%s job refused: %v", kernel, err)
+		return
+	}
 	for i, t := range inputs {
 		if !t.AllFinite() {
 			writeError(w, http.StatusBadRequest, "tensor %q holds NaN or Inf: results could not be verified", names[i])
@@ -158,6 +164,10 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 	shards, plan, err := s.planFor(r.Context(), kernel, inputs)
 	if errors.Is(err, ErrClosed) {
 		writeClosed(w)
+		return
+	}
+	if errors.Is(err, ErrInternal) {
+		writeError(w, http.StatusInternalServerError, "planning job: %v; the job was not created", err)
 		return
 	}
 	if err != nil {
@@ -275,6 +285,9 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
 		writeClosed(w)
 		return
 	}
+	if errors.Is(err, ErrInternal) {
+		s.noteInternal(r.Context(), id, err)
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "assembling result: %v", err)
 		return
@@ -288,12 +301,15 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
 }
 
 // assemble puts a job's verified shard outputs back together, named as the
-// API documents (matmul: C; mlp-infer: Z1..ZL).
-func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (map[string]*tensor.Tensor, error) {
+// API documents (matmul: C; mlp-infer: Z1..ZL). A panic in it is an error
+// wrapping ErrInternal (logged at Error with its stack).
+func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (_ map[string]*tensor.Tensor, err error) {
+	defer catch(s.log, &err, "assembly", "job", rec.ID)
 	inputs, err := s.store.JobInputs(ctx, rec.ID)
 	if err != nil {
 		return nil, err
 	}
+	s.faults.at("assemble", rec.Kernel, inputs)
 	results, err := s.store.ShardResults(ctx, rec.ID)
 	if err != nil {
 		return nil, err
@@ -319,6 +335,20 @@ func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (map[string]
 		}
 	}
 	return named, nil
+}
+
+// noteInternal records on a done job that assembling its result hit a
+// coordinator bug, so that its status says so. Its status stays done (a
+// terminal status never changes, in every store) and its verified shard
+// results stay stored, for a fixed coordinator to serve.
+func (s *Server) noteInternal(ctx context.Context, id string, cause error) {
+	err := s.store.UpdateJob(ctx, id, func(r *store.JobRecord) error {
+		r.Error = cause.Error()
+		return nil
+	})
+	if err != nil {
+		s.log.Error("recording an internal error on its job", "job", id, "cause", cause, "err", err)
+	}
 }
 
 func (s *Server) listWorkers(w http.ResponseWriter, r *http.Request) {

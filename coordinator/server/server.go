@@ -142,6 +142,7 @@ type Server struct {
 	log     *slog.Logger
 	auth    *identity.Verifier
 	metrics *metrics
+	faults  *faults // a test's injected panics (export_test.go)
 
 	events chan event
 	done   chan struct{}
@@ -223,9 +224,10 @@ func New(cfg Config, st store.Store) *Server {
 		plans:   make(map[scheduler.JobID]planner.Options),
 		addrs:   make(map[scheduler.Address]*addrStats),
 		metrics: newMetrics(),
+		faults:  &faults{},
 	}
 	s.auth = identity.NewVerifier(identity.VerifierConfig{Domain: cfg.Domain, URI: "ws://" + cfg.Domain + "/v1/worker", Now: cfg.Now})
-	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), NewChecker(cfg.SpotChecks))
+	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), newChecker(cfg.SpotChecks, s.faults, cfg.Logger))
 	return s
 }
 
@@ -809,8 +811,16 @@ func (s *Server) Caught(addr scheduler.Address) bool {
 
 // planFor returns the planner options for a new job: the configured ones,
 // or, with ReplanHeavy and no native-gpu worker connected, ones that keep
-// every shard under the heavy budgets.
-func (s *Server) planFor(ctx context.Context, kernel string, inputs []*tensor.Tensor) ([]planner.Shard, planner.Options, error) {
+// every shard under the heavy budgets. A panic in planning is an error
+// wrapping ErrInternal (logged at Error with its stack).
+func (s *Server) planFor(ctx context.Context, kernel string, inputs []*tensor.Tensor) (shards []planner.Shard, opts planner.Options, err error) {
+	defer catch(s.log, &err, "planning", "kernel", kernel)
+	s.faults.at("plan", kernel, inputs)
+	return s.plan(ctx, kernel, inputs)
+}
+
+// plan is planFor without its guard.
+func (s *Server) plan(ctx context.Context, kernel string, inputs []*tensor.Tensor) ([]planner.Shard, planner.Options, error) {
 	opts := s.cfg.Planner
 	shards, err := planner.Plan(kernel, inputs, opts)
 	if err != nil || !s.cfg.ReplanHeavy {

@@ -125,6 +125,11 @@ func appendLayers(dst []layer, kernel string, inputs, outputs []*tensor.Tensor) 
 		if t == nil || tensor.NumElements(t.Shape) != len(t.Data) {
 			return dst, fmt.Errorf("%w: %w: input %d is nil or its data does not fit its shape", ErrUnverifiable, shaders.ErrInputs, i)
 		}
+		for _, d := range t.Shape {
+			if d < 1 { // as shaders.OutputShapes: nothing to check (and exact would read past a row)
+				return dst, fmt.Errorf("%w: %w: input %d has an empty dimension, %v", ErrUnverifiable, shaders.ErrInputs, i, t.Shape)
+			}
+		}
 	}
 	switch kernel {
 	case shaders.Matmul:
