@@ -52,6 +52,17 @@ func (c *Coordinator) Client() *client.Client {
 	return client.New(c.HTTP.URL, client.WithAPIKey(c.Key))
 }
 
+// AddKey registers a fresh API key held by name and returns it: a second
+// submitter beside Key.
+func (c *Coordinator) AddKey(t testing.TB, name string) string {
+	t.Helper()
+	key, hash := store.NewAPIKey()
+	if err := c.Store.AddAPIKey(context.Background(), name, hash); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // Start runs a coordinator until the test ends. mutate, when set, adjusts
 // the configuration (small tiles, a short tick and a window of 2 by
 // default, so tests see many shards).
