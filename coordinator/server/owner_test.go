@@ -71,6 +71,24 @@ func TestJobsBelongToTheirOwner(t *testing.T) {
 	if jobs, err := alice.Jobs(ctx); err != nil || !slices.Contains(jobIDs(jobs), job.ID) {
 		t.Errorf("alice's list = %v, %v; want it to hold %s", jobIDs(jobs), err, job.ID)
 	}
+	// An admin key reads, lists and cancels every job.
+	admin := client.New(c.HTTP.URL, client.WithAPIKey(c.AddAdminKey(t, "root")))
+	if _, err := admin.Result(ctx, job.ID); err != nil {
+		t.Errorf("admin reading alice's result: %v", err)
+	}
+	if jobs, err := admin.Jobs(ctx); err != nil || !slices.Contains(jobIDs(jobs), job.ID) {
+		t.Errorf("admin's list = %v, %v; want it to hold %s", jobIDs(jobs), err, job.ID)
+	}
+	if jobs, err := bob.Jobs(ctx); err != nil || len(jobs) != 0 {
+		t.Errorf("bob's list = %v, %v; want none", jobIDs(jobs), err)
+	}
+	waiting := submitSmall(t, c, 3) // 3 replicas: two workers never finish it
+	if st, err := admin.Cancel(ctx, waiting.ID); err != nil {
+		t.Errorf("admin cancelling alice's job: %+v, %v", st, err)
+	}
+	if st, err := alice.Wait(ctx, waiting.ID, 10*time.Millisecond, nil); !errors.Is(err, client.ErrJobCancelled) {
+		t.Errorf("alice's job after the admin cancelled it: %+v, %v", st, err)
+	}
 	// The network's figures stay public.
 	for _, path := range []string{"/v1/workers", "/v1/ledger", "/metrics"} {
 		resp, err := http.Get(c.HTTP.URL + path)

@@ -24,7 +24,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (host:port)")
-	dataDir := fs.String("data-dir", defaultDataDir(), "folder for the API key file (created if missing)")
+	dataDir := fs.String("data-dir", defaultDataDir(), "folder for the API key files, api-key and admin-key (created if missing)")
 	domain := fs.String("domain", "", "domain workers sign for (default: the listen address)")
 	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
 	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
@@ -41,18 +41,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	st := store.NewMemory()
 	defer st.Close()
-	keyPath := filepath.Join(*dataDir, "api-key")
-	key, created, err := loadOrCreateAPIKey(keyPath)
-	if err != nil {
+	if err := addServeKeys(ctx, st, *dataDir, stdout); err != nil {
 		return err
-	}
-	if err := st.AddAPIKey(ctx, "default", store.HashAPIKey(key)); err != nil {
-		return err
-	}
-	if created {
-		fmt.Fprintf(stdout, "created an API key in %s (submit with: neurolov submit -key-file %s ...)\n", keyPath, keyPath)
-	} else {
-		fmt.Fprintf(stdout, "API key: %s\n", keyPath)
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -64,6 +54,37 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, Logger: log, Pages: web.Handler()}, st)
 	fmt.Fprintf(stdout, "coordinator on http://%s (volunteer page: http://%s/, workers: ws://%s/v1/worker); the memory store starts empty on every restart\n", ln.Addr(), ln.Addr(), ln.Addr())
 	return serveUntilDone(ctx, srv, ln)
+}
+
+// addServeKeys registers the two keys serve keeps in dataDir, creating
+// them on first start: api-key submits jobs and reads its own, admin-key
+// reads, lists and cancels every job.
+func addServeKeys(ctx context.Context, st store.Store, dataDir string, stdout io.Writer) error {
+	for _, k := range []struct {
+		file, name, what string
+		admin            bool
+	}{
+		{"api-key", "default", "an API key", false},
+		{"admin-key", "admin", "an admin key (reads and cancels every job)", true},
+	} {
+		path := filepath.Join(dataDir, k.file)
+		key, created, err := loadOrCreateAPIKey(path)
+		if err != nil {
+			return err
+		}
+		if err := st.AddAPIKey(ctx, store.APIKey{Name: k.name, Hash: store.HashAPIKey(key), Admin: k.admin}); err != nil {
+			return fmt.Errorf("serve: registering %s: %w (api-key and admin-key must differ)", path, err)
+		}
+		switch {
+		case created && !k.admin:
+			fmt.Fprintf(stdout, "created an API key in %s (submit with: neurolov submit -key-file %s ...)\n", path, path)
+		case created:
+			fmt.Fprintf(stdout, "created %s in %s\n", k.what, path)
+		default:
+			fmt.Fprintf(stdout, "%s: %s\n", k.file, path)
+		}
+	}
+	return nil
 }
 
 // serveUntilDone runs srv's loop and HTTP server on ln until ctx ends.
@@ -154,7 +175,7 @@ type local struct {
 func startLocal(ctx context.Context, cfg server.Config) (*local, error) {
 	st := store.NewMemory()
 	key, hash := store.NewAPIKey()
-	if err := st.AddAPIKey(ctx, "local", hash); err != nil {
+	if err := st.AddAPIKey(ctx, store.APIKey{Name: "local", Hash: hash}); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
