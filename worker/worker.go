@@ -57,8 +57,14 @@ type Tamper func(lease uint64, kernel string, inputs, outputs []*tensor.Tensor) 
 
 // Config configures a worker.
 type Config struct {
-	// URL is the coordinator's worker endpoint, ws://host:port/v1/worker.
-	URL     string
+	// URL is the coordinator's worker endpoint, ws://host:port/v1/worker,
+	// or wss:// for a coordinator serving TLS.
+	URL string
+	// DialOptions, when set, are passed to websocket.Dial: natively, an
+	// HTTPClient whose transport trusts a coordinator's own certificate
+	// (its TLSClientConfig.RootCAs), say. The browser's WebSocket takes
+	// the page's trust and no options beyond subprotocols.
+	DialOptions *websocket.DialOptions
 	Signer  Signer
 	Backend Backend
 	// GFLOPS is the speed reported in the handshake (measure it with
@@ -232,7 +238,7 @@ type slot struct {
 
 // Session runs one connection until it ends.
 func (w *Worker) Session(ctx context.Context) error {
-	ws, _, err := websocket.Dial(ctx, w.cfg.URL, nil)
+	ws, _, err := websocket.Dial(ctx, w.cfg.URL, w.cfg.DialOptions)
 	if err != nil {
 		return fmt.Errorf("worker: dialing %s: %w", w.cfg.URL, err)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,11 +30,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
 	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
 	maxJobBytes := fs.Int64("max-job-bytes", 1<<30, "largest job upload accepted, in bytes")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS and wss with; needs -tls-key. Browsers give WebGPU and cross-origin isolation only to a secure context: HTTPS, or localhost")
+	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *maxJobBytes < 1 {
 		return fmt.Errorf("%w: -max-job-bytes %d: want a positive size", ErrUsage, *maxJobBytes)
+	}
+	tlsConfig, err := loadTLS(*tlsCert, *tlsKey)
+	if err != nil {
+		return err
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -52,8 +59,47 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*domain = ln.Addr().String()
 	}
 	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, Logger: log, Pages: web.Handler()}, st)
-	fmt.Fprintf(stdout, "coordinator on http://%s (volunteer page: http://%s/, workers: ws://%s/v1/worker); the memory store starts empty on every restart\n", ln.Addr(), ln.Addr(), ln.Addr())
+	scheme, wsScheme := "https", "wss"
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	} else {
+		scheme, wsScheme = "http", "ws"
+		if !isLoopback(ln.Addr()) {
+			fmt.Fprintf(stderr, "warning: serving plain HTTP on %s, which is not a loopback address: browsers give WebGPU and cross-origin isolation only to a secure context, so tabs that open this page by any name but localhost get neither (no GPU, one CPU thread). Serve HTTPS with -tls-cert FILE -tls-key FILE (or put a TLS-terminating proxy in front)\n", ln.Addr())
+		}
+	}
+	a := ln.Addr()
+	fmt.Fprintf(stdout, "coordinator on %s://%s (volunteer page: %s://%s/, workers: %s://%s/v1/worker); the memory store starts empty on every restart\n", scheme, a, scheme, a, wsScheme, a)
 	return serveUntilDone(ctx, srv, ln)
+}
+
+// loadTLS loads the certificate and key serve was given: both or neither
+// (nil, plain HTTP). It serves HTTP/1.1 only: the worker WebSocket needs
+// it (coder/websocket upgrades HTTP/1.1 connections), and a browser opens
+// WebSockets over HTTP/1.1 when the server offers no HTTP/2.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil, nil
+	case keyFile == "":
+		return nil, fmt.Errorf("%w: -tls-cert %s needs its key: add -tls-key FILE", ErrUsage, certFile)
+	case certFile == "":
+		return nil, fmt.Errorf("%w: -tls-key %s needs its certificate: add -tls-cert FILE", ErrUsage, keyFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("serve: loading the TLS certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// isLoopback reports whether addr is a loopback IP address (127.0.0.0/8,
+// ::1): the one place a browser treats plain HTTP as a secure context
+// (localhost).
+func isLoopback(addr net.Addr) bool {
+	host, _, err := net.SplitHostPort(addr.String())
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 // addServeKeys registers the two keys serve keeps in dataDir, creating

@@ -24,7 +24,10 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/internal/servertest"
+	"github.com/neurolov/neurolov/tensor"
+	"github.com/neurolov/neurolov/worker"
 )
 
 // selfSigned writes a fresh self-signed certificate for 127.0.0.1 and
@@ -151,6 +154,40 @@ func TestServeOverTLS(t *testing.T) {
 		t.Fatalf("dialling wss://%s/v1/worker: %v", addr, err)
 	}
 	_ = ws.CloseNow()
+	// Two native workers over wss, trusting the certificate as
+	// `neurolov worker -ca-file` does, compute a job.
+	dial, err := dialTrusting(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWorkers := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopWorkers(); wg.Wait() }()
+	for range 2 {
+		key, err := identity.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := worker.New(worker.Config{URL: "wss://" + addr + "/v1/worker", DialOptions: dial, Signer: identity.NewKeySigner(key),
+			Backend: worker.CPU{}, GFLOPS: 1, Logger: servertest.Logger(t)})
+		wg.Go(func() { _ = w.Run(wctx) })
+	}
+	a, b := tensor.New(16, 8), tensor.New(8, 16)
+	for i := range a.Data {
+		a.Data[i], b.Data[i] = float32(i%7), float32(i%5)
+	}
+	job, err := cl.SubmitMatmul(ctx, a, b, client.SubmitOptions{Replication: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if st, err := cl.Wait(wait, job.ID, 10*time.Millisecond, nil); err != nil || st.Status != client.StateDone {
+		t.Fatalf("job over TLS: %+v, %v", st, err)
+	}
+	if res, err := cl.Result(ctx, job.ID); err != nil || res["C"] == nil || !res["C"].Is2D(16, 16) {
+		t.Fatalf("result over TLS: %v, %v", res, err)
+	}
 	// Plain HTTP to the TLS port is refused, and a client that does not
 	// trust the certificate fails.
 	if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
