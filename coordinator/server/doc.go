@@ -16,7 +16,10 @@
 // frame closes its connection with status 1008 and the reason; an oversized
 // one with 1009; either way the worker's leases are re-issued. A banned
 // address's connections close with the private status 4001
-// (wsio.StatusBanned), the only one a worker takes as a ban.
+// (wsio.StatusBanned), the only one a worker takes as a ban. A worker whose
+// frames or Hello name another protocol version is closed with 4002
+// (wsio.StatusVersion), which a worker takes as "update me" (a browser tab:
+// "reload this page") rather than a reason to reconnect.
 //
 // The loop stages what it sends while it handles the events at hand (up to
 // BurstEvents of them) and then wakes each writer once, so that a burst of

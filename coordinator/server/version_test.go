@@ -8,12 +8,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/neurolov/neurolov/identity"
+	"github.com/neurolov/neurolov/internal/wsio"
 	"github.com/neurolov/neurolov/protocol"
 )
 
 // statusVersion is the close code a worker of another protocol version
 // gets (wsio.StatusVersion), so that a browser tab knows to reload.
-const statusVersion websocket.StatusCode = 4002
+const statusVersion = wsio.StatusVersion
 
 // A worker that announces an older protocol version, in its frames'
 // header or in its Hello, is closed with the version status and a reason

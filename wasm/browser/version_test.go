@@ -18,7 +18,7 @@ func TestOlderClientIsToldToReload(t *testing.T) {
 	if err := h.start(StartOptions{Coordinator: url, Backend: BackendCPUWasm, Share: 1}); err != nil {
 		t.Fatal(err)
 	}
-	st := h.waitStatus("the reload status", func(s Status) bool { return s.State == "reload" })
+	st := h.waitStatus("the reload status", func(s Status) bool { return s.State == StateReload })
 	if !strings.Contains(st.Message, "reload this page") || !strings.Contains(st.Message, "upgraded") {
 		t.Errorf("status message %q; want it to say: reload this page, the coordinator was upgraded", st.Message)
 	}
