@@ -35,6 +35,11 @@
 // its copy asks with Fetch.
 //
 // The HTTP API (README, "API") takes jobs as safetensors with an API key,
-// reports progress and serves results assembled from verified shards.
+// reports progress and serves results assembled from verified shards. A
+// job belongs to the key that submitted it (store.JobRecord.Owner): its
+// status, result, listing and cancellation need that key or an admin key;
+// a request without a key gets 401 before any lookup, and another key 404,
+// the answer of a job that does not exist. Workers, ledger and metrics are
+// public.
 // With the memory store a restarted coordinator starts empty.
 package server
