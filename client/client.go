@@ -40,7 +40,10 @@ type Client struct {
 type Option func(*Client)
 
 // WithAPIKey sets the API key sent as "Authorization: Bearer <key>".
-// Submitting and cancelling need it; reads do not.
+// Every job call needs it (submit, status, list, result, cancel): a job
+// belongs to the key that submitted it, and another key is answered as if
+// the job did not exist (ErrNotFound). An admin key reaches every job.
+// Workers and Ledger, the network's public figures, need no key.
 func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
 
 // WithHTTPClient sets the *http.Client used for every request (timeouts,
@@ -147,15 +150,16 @@ func jobPath(id, suffix string) string {
 	return "/v1/jobs/" + url.PathEscape(id) + suffix
 }
 
-// Job returns the status of job id. An unknown id gives an error matching
-// ErrNotFound.
+// Job returns the status of job id. An unknown id, or a job submitted with
+// another key, gives an error matching ErrNotFound.
 func (c *Client) Job(ctx context.Context, id string) (JobStatus, error) {
 	var s JobStatus
 	err := c.doJSON(ctx, request{method: http.MethodGet, path: jobPath(id, "")}, &s)
 	return s, err
 }
 
-// Jobs lists the coordinator's jobs, newest first.
+// Jobs lists the jobs submitted with the client's key (every job, for an
+// admin key), newest first.
 func (c *Client) Jobs(ctx context.Context) ([]JobStatus, error) {
 	var out struct {
 		Jobs []JobStatus `json:"jobs"`

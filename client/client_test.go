@@ -184,6 +184,8 @@ func TestErrorsMatchSentinels(t *testing.T) {
 			return err
 		}, client.ErrUnauthorized, 401, "API key"},
 		{"cancel without key", func() error { _, err := anon.Cancel(ctx, job.ID); return err }, client.ErrUnauthorized, 401, "Bearer"},
+		{"status without key", func() error { _, err := anon.Job(ctx, job.ID); return err }, client.ErrUnauthorized, 401, "Bearer"},
+		{"result without key", func() error { _, err := anon.Result(ctx, job.ID); return err }, client.ErrUnauthorized, 401, "Bearer"},
 		{"unknown job", func() error { _, err := c.Job(ctx, "j-nope"); return err }, client.ErrNotFound, 404, `job "j-nope" not found`},
 		{"unknown result", func() error { _, err := c.Result(ctx, "j-nope"); return err }, client.ErrNotFound, 404, "not found"},
 		{"cancel unknown", func() error { _, err := c.Cancel(ctx, "j-gone"); return err }, client.ErrNotFound, 404, "not found"},

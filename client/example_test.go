@@ -89,7 +89,7 @@ func ExampleAPIError() {
 	defer srv.Close()
 	ctx := context.Background()
 
-	_, err := client.New(srv.URL).Job(ctx, "j-missing")
+	_, err := client.New(srv.URL, client.WithAPIKey("secret")).Job(ctx, "j-missing")
 	fmt.Println(errors.Is(err, client.ErrNotFound))
 
 	a, _ := tensor.FromData([]float32{1}, 1, 1)

@@ -96,7 +96,7 @@ func startCluster(t *testing.T, mutate func(*server.Config)) *cluster {
 	t.Helper()
 	st := store.NewMemory()
 	key, hash := store.NewAPIKey()
-	if err := st.AddAPIKey(context.Background(), "e2e", hash); err != nil {
+	if err := st.AddAPIKey(context.Background(), store.APIKey{Name: "e2e", Hash: hash}); err != nil {
 		t.Fatal(err)
 	}
 	sched := scheduler.DefaultConfig()

@@ -125,6 +125,17 @@ func (d *Decoder) Decode(frame []byte, fn func(Message) error) error {
 // frame come after the one fn was given (to size a batch at once).
 func (d *Decoder) Remaining() int { return max(d.r.count-d.r.index-1, 0) }
 
+// FrameVersion returns the protocol version a frame's header names, and
+// whether the frame starts with a header at all ("NLV" and a version byte,
+// the four bytes whose meaning never changes). A peer reads it to tell a
+// client of another version from a broken one.
+func FrameVersion(frame []byte) (uint8, bool) {
+	if len(frame) < 4 || string(frame[:3]) != magic {
+		return 0, false
+	}
+	return frame[3], true
+}
+
 // checkFrame validates the frame header and the message headers (types and
 // lengths) and returns the message count.
 func checkFrame(frame []byte) (int, error) {

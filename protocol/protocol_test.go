@@ -413,3 +413,22 @@ func TestDecoderRemaining(t *testing.T) {
 		t.Fatalf("Remaining during Decode = %v, want [2 1 0]", got)
 	}
 }
+
+func TestFrameVersion(t *testing.T) {
+	frame, err := Encode(&Heartbeat{Seq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := FrameVersion(frame); !ok || v != Version {
+		t.Errorf("FrameVersion of a frame of this build = %d, %v; want %d, true", v, ok, Version)
+	}
+	frame[3] = Version + 7
+	if v, ok := FrameVersion(frame); !ok || v != Version+7 {
+		t.Errorf("FrameVersion of a frame of version %d = %d, %v", Version+7, v, ok)
+	}
+	for _, bad := range [][]byte{nil, []byte("NLV"), []byte("XYZ\x01\x00\x00")} {
+		if _, ok := FrameVersion(bad); ok {
+			t.Errorf("FrameVersion(%q) reports a header", bad)
+		}
+	}
+}

@@ -28,6 +28,11 @@ var (
 	ErrHandshake = errors.New("worker: handshake failed")
 	// ErrBanned reports that the coordinator banned this worker's address.
 	ErrBanned = errors.New("worker: banned by the coordinator")
+	// ErrVersion reports a coordinator that refused this worker's protocol
+	// version (close status wsio.StatusVersion): reconnecting would be
+	// refused again, so Run stops. Update the worker; a browser tab gets
+	// the new client by reloading the page.
+	ErrVersion = errors.New("worker: the coordinator speaks another protocol version")
 )
 
 // Backend computes shards. Implementations: the portable Go CPU kernels
@@ -57,10 +62,16 @@ type Tamper func(lease uint64, kernel string, inputs, outputs []*tensor.Tensor) 
 
 // Config configures a worker.
 type Config struct {
-	// URL is the coordinator's worker endpoint, ws://host:port/v1/worker.
-	URL     string
-	Signer  Signer
-	Backend Backend
+	// URL is the coordinator's worker endpoint, ws://host:port/v1/worker,
+	// or wss:// for a coordinator serving TLS.
+	URL string
+	// DialOptions, when set, are passed to websocket.Dial: natively, an
+	// HTTPClient whose transport trusts a coordinator's own certificate
+	// (its TLSClientConfig.RootCAs), say. The browser's WebSocket takes
+	// the page's trust and no options beyond subprotocols.
+	DialOptions *websocket.DialOptions
+	Signer      Signer
+	Backend     Backend
 	// GFLOPS is the speed reported in the handshake (measure it with
 	// Measure).
 	GFLOPS float64
@@ -164,7 +175,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrBanned) {
+		if errors.Is(err, ErrBanned) || errors.Is(err, ErrVersion) {
 			return err
 		}
 		if time.Since(start) > 10*time.Second {
@@ -232,7 +243,7 @@ type slot struct {
 
 // Session runs one connection until it ends.
 func (w *Worker) Session(ctx context.Context) error {
-	ws, _, err := websocket.Dial(ctx, w.cfg.URL, nil)
+	ws, _, err := websocket.Dial(ctx, w.cfg.URL, w.cfg.DialOptions)
 	if err != nil {
 		return fmt.Errorf("worker: dialing %s: %w", w.cfg.URL, err)
 	}
@@ -292,6 +303,9 @@ func (s *session) handshake() error {
 	}
 	frame, err := s.readFrame(nil)
 	if err != nil {
+		if refused := closedFor(err, err.Error()); refused != nil {
+			return refused
+		}
 		return fmt.Errorf("%w: waiting for the challenge: %v", ErrHandshake, err)
 	}
 	var challenge string
@@ -300,11 +314,16 @@ func (s *session) handshake() error {
 		case *protocol.Challenge:
 			challenge = m.Message
 		case *protocol.Goodbye:
-			return fmt.Errorf("coordinator said goodbye: %s", m.Reason)
+			return goodbye(m.Reason)
 		}
 		return nil
 	})
 	if err != nil || challenge == "" {
+		// A refusal's Goodbye (of a coordinator of this version) or an
+		// undecodable frame (of another): the close that follows says which.
+		if err := s.awaitClose(errString(err)); !errors.As(err, new(goodbye)) {
+			return err
+		}
 		return fmt.Errorf("%w: no challenge: %v", ErrHandshake, err)
 	}
 	sig, err := cfg.Signer.SignText(challenge)
@@ -329,8 +348,8 @@ func (s *session) readLoop() error {
 	for {
 		frame, err := s.readFrame(buf)
 		if err != nil {
-			if websocket.CloseStatus(err) == wsio.StatusBanned {
-				return fmt.Errorf("%w: %v", ErrBanned, err)
+			if refused := closedFor(err, err.Error()); refused != nil {
+				return refused
 			}
 			return err
 		}
@@ -385,22 +404,35 @@ type goodbye string
 func (g goodbye) Error() string { return "worker: coordinator said goodbye: " + string(g) }
 
 // awaitClose reads, for a few seconds, until the close that follows the
-// coordinator's Goodbye: only its code (wsio.StatusBanned) says whether
-// this address is banned.
+// coordinator's Goodbye: only its code says whether this address is banned
+// (wsio.StatusBanned) or this worker's version refused
+// (wsio.StatusVersion); otherwise it returns the goodbye.
 func (s *session) awaitClose(reason string) error {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	var buf []byte
 	for {
 		frame, err := wsio.ReadFrame(ctx, s.ws, buf)
-		if websocket.CloseStatus(err) == wsio.StatusBanned {
-			return fmt.Errorf("%w: %s", ErrBanned, reason)
+		if refused := closedFor(err, reason); refused != nil {
+			return refused
 		}
 		if err != nil {
 			return goodbye(reason)
 		}
 		buf = frame
 	}
+}
+
+// closedFor maps a read error that is the coordinator's close to
+// ErrBanned or ErrVersion by its status, with reason; nil for any other.
+func closedFor(err error, reason string) error {
+	switch websocket.CloseStatus(err) {
+	case wsio.StatusBanned:
+		return fmt.Errorf("%w: %s", ErrBanned, reason)
+	case wsio.StatusVersion:
+		return fmt.Errorf("%w: %s", ErrVersion, reason)
+	}
+	return nil
 }
 
 // assign turns an Assign into a task, fetching inputs it lacks.

@@ -25,7 +25,9 @@ const DefaultMaxBody int64 = 64 << 20
 // Config scripts a fake coordinator. The zero value is a working one with
 // no API key.
 type Config struct {
-	// Key is the API key POST and DELETE require; empty accepts any.
+	// Key is the API key every job route requires (submit, status, list,
+	// result, cancel), as a real coordinator requires its owner's key; empty
+	// accepts any. Workers and ledger stay public.
 	Key string
 	// Shards is the number of shards of every job (default 4).
 	Shards int
@@ -91,10 +93,10 @@ func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg, now: Epoch, jobs: map[string]*job{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", s.auth(s.submit))
-	mux.HandleFunc("GET /v1/jobs", s.list)
-	mux.HandleFunc("GET /v1/jobs/{id}", s.get)
+	mux.HandleFunc("GET /v1/jobs", s.auth(s.list))
+	mux.HandleFunc("GET /v1/jobs/{id}", s.auth(s.get))
 	mux.HandleFunc("DELETE /v1/jobs/{id}", s.auth(s.cancel))
-	mux.HandleFunc("GET /v1/jobs/{id}/result", s.resultOf)
+	mux.HandleFunc("GET /v1/jobs/{id}/result", s.auth(s.resultOf))
 	mux.HandleFunc("GET /v1/workers", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"workers": nonNil(s.cfg.Workers)})
 	})

@@ -21,6 +21,7 @@ import (
 const (
 	statusGoingAway = websocket.StatusGoingAway
 	statusBanned    = wsio.StatusBanned
+	statusVersion   = wsio.StatusVersion
 	statusBadFrame  = websocket.StatusPolicyViolation
 	statusTooBig    = websocket.StatusMessageTooBig
 )
@@ -99,8 +100,11 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
 		code := statusBadFrame
-		if errors.Is(err, errTooBig) {
+		switch {
+		case errors.Is(err, errTooBig):
 			code = statusTooBig
+		case errors.Is(err, protocol.ErrVersion):
+			code = statusVersion
 		}
 		c.closeWith(code, err.Error())
 		<-c.closeDone
@@ -186,6 +190,9 @@ func (s *Server) handshake(ctx context.Context, c *conn) error {
 			return fmt.Errorf("handshake: %w", err)
 		}
 		buf = frame
+		if v, ok := protocol.FrameVersion(frame); ok && v != protocol.Version {
+			return versionError(v)
+		}
 		err = dec.Decode(frame, func(m protocol.Message) error {
 			switch m := m.(type) {
 			case *protocol.Hello:
@@ -193,7 +200,7 @@ func (s *Server) handshake(ctx context.Context, c *conn) error {
 					return fmt.Errorf("protocol: second Hello")
 				}
 				if m.Version != protocol.Version {
-					return fmt.Errorf("%w: worker speaks %d, coordinator %d: update the worker", protocol.ErrVersion, m.Version, protocol.Version)
+					return versionError(m.Version)
 				}
 				hello = protocol.Clone(m)
 				challenge, _ = s.auth.Issue(hello.Address)
@@ -230,6 +237,12 @@ func (s *Server) handshake(ctx context.Context, c *conn) error {
 	c.caps = *caps
 	c.joined = s.cfg.Now()
 	return nil
+}
+
+// versionError refuses a worker of protocol version v; it closes with
+// statusVersion and this reason (short enough for a close frame).
+func versionError(v uint8) error {
+	return fmt.Errorf("%w: worker speaks version %d, coordinator %d: reload the page or update the worker", protocol.ErrVersion, v, protocol.Version)
 }
 
 func mustEncode(m protocol.Message) []byte {

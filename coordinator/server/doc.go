@@ -16,7 +16,10 @@
 // frame closes its connection with status 1008 and the reason; an oversized
 // one with 1009; either way the worker's leases are re-issued. A banned
 // address's connections close with the private status 4001
-// (wsio.StatusBanned), the only one a worker takes as a ban.
+// (wsio.StatusBanned), the only one a worker takes as a ban. A worker whose
+// frames or Hello name another protocol version is closed with 4002
+// (wsio.StatusVersion), which a worker takes as "update me" (a browser tab:
+// "reload this page") rather than a reason to reconnect.
 //
 // The loop stages what it sends while it handles the events at hand (up to
 // BurstEvents of them) and then wakes each writer once, so that a burst of
@@ -32,7 +35,12 @@
 // its copy asks with Fetch.
 //
 // The HTTP API (README, "API") takes jobs as safetensors with an API key,
-// reports progress and serves results assembled from verified shards.
+// reports progress and serves results assembled from verified shards. A
+// job belongs to the key that submitted it (store.JobRecord.Owner): its
+// status, result, listing and cancellation need that key or an admin key;
+// a request without a key gets 401 before any lookup, and another key 404,
+// the answer of a job that does not exist. Workers, ledger and metrics are
+// public.
 // With the memory store a restarted coordinator starts empty.
 //
 // Where the server recovers from a panic, and where it must not.

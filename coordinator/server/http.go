@@ -28,10 +28,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/worker", s.ServeWorker)
 	mux.HandleFunc("POST /v1/jobs", s.authed(s.postJob))
-	mux.HandleFunc("GET /v1/jobs", s.listJobs)
-	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("GET /v1/jobs", s.authed(s.listJobs))
+	mux.HandleFunc("GET /v1/jobs/{id}", s.authed(s.getJob))
 	mux.HandleFunc("DELETE /v1/jobs/{id}", s.authed(s.cancelJob))
-	mux.HandleFunc("GET /v1/jobs/{id}/result", s.getResult)
+	mux.HandleFunc("GET /v1/jobs/{id}/result", s.authed(s.getResult))
 	mux.HandleFunc("GET /v1/workers", s.listWorkers)
 	mux.HandleFunc("GET /v1/ledger", s.getLedger)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
@@ -61,7 +61,14 @@ func writeClosed(w http.ResponseWriter) {
 	writeError(w, http.StatusServiceUnavailable, "coordinator is shutting down; retry shortly")
 }
 
-// authed requires a valid API key (Authorization: Bearer KEY).
+// callerKey is the context key under which authed leaves the caller's
+// store.APIKey.
+type callerKey struct{}
+
+// authed requires a valid API key (Authorization: Bearer KEY) and hands
+// its record to h in the request's context (see caller). A request without
+// one gets 401 before anything is looked up, so that it learns nothing of
+// the jobs that exist.
 func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -69,12 +76,36 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "missing API key: send Authorization: Bearer <key> (serve printed where it wrote the key)")
 			return
 		}
-		if _, valid, err := s.store.CheckAPIKey(r.Context(), store.HashAPIKey(key)); err != nil || !valid {
+		rec, valid, err := s.store.CheckAPIKey(r.Context(), store.HashAPIKey(key))
+		if err != nil || !valid {
 			writeError(w, http.StatusUnauthorized, "invalid API key")
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, rec)))
 	}
+}
+
+// caller returns the API key of a request that passed authed.
+func caller(r *http.Request) store.APIKey {
+	k, _ := r.Context().Value(callerKey{}).(store.APIKey)
+	return k
+}
+
+// ownedJob reads the job the request's path names for its caller. A job
+// of another key is answered 404 exactly as one that does not exist, so
+// that a key learns nothing of others' jobs; an admin key reads them all.
+func (s *Server) ownedJob(w http.ResponseWriter, r *http.Request) (store.JobRecord, bool) {
+	id := r.PathValue("id")
+	rec, err := s.store.Job(r.Context(), id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return rec, false
+	}
+	if k := caller(r); err != nil || !k.Admin && rec.Owner != k.ID() {
+		writeError(w, http.StatusNotFound, "job %q not found (or submitted with another API key)", id)
+		return rec, false
+	}
+	return rec, true
 }
 
 // inputNames lists the tensor names a kernel's upload must hold, in kernel
@@ -180,7 +211,7 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		flops += sh.FLOPs
 	}
 	rec := store.JobRecord{
-		ID: string(id), Name: q.Get("name"), Kernel: kernel, Status: store.StatusQueued,
+		ID: string(id), Owner: caller(r).ID(), Name: q.Get("name"), Kernel: kernel, Status: store.StatusQueued,
 		Replication: replication, Shards: len(shards), FLOPs: flops, Created: s.cfg.Now(), InputNames: names,
 	}
 	if err := s.store.CreateJob(r.Context(), rec, inputs); err != nil {
@@ -223,20 +254,21 @@ func (s *Server) jobStatus(rec store.JobRecord) client.JobStatus {
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.store.Job(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "job %q not found", r.PathValue("id"))
-		return
+	if rec, ok := s.ownedJob(w, r); ok {
+		writeJSON(w, http.StatusOK, s.jobStatus(rec))
 	}
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "%v", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.jobStatus(rec))
 }
 
+// listJobs lists the caller's newest jobs (an admin's: everyone's).
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
-	recs, err := s.store.Jobs(r.Context(), 100)
+	const limit = 100
+	var recs []store.JobRecord
+	var err error
+	if k := caller(r); k.Admin {
+		recs, err = s.store.Jobs(r.Context(), limit)
+	} else {
+		recs, err = s.store.JobsOwnedBy(r.Context(), k.ID(), limit)
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "%v", err)
 		return
@@ -249,12 +281,10 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if _, err := s.store.Job(r.Context(), id); errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "job %q not found", id)
+	if _, ok := s.ownedJob(w, r); !ok {
 		return
 	}
-	if err := s.request(event{kind: evCancel, jobID: scheduler.JobID(id)}); err != nil {
+	if err := s.request(event{kind: evCancel, jobID: scheduler.JobID(r.PathValue("id"))}); err != nil {
 		writeClosed(w)
 		return
 	}
@@ -263,13 +293,8 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	rec, err := s.store.Job(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "job %q not found", id)
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "%v", err)
+	rec, ok := s.ownedJob(w, r)
+	if !ok {
 		return
 	}
 	if rec.Status != store.StatusDone {

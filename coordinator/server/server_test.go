@@ -177,8 +177,10 @@ func TestAPIErrors(t *testing.T) {
 	}{
 		{"submit without key", "POST", "/v1/jobs?kernel=matmul", "", nil, 401, "missing API key"},
 		{"submit with a wrong key", "POST", "/v1/jobs?kernel=matmul", "nlv_wrong", nil, 401, "invalid API key"},
-		{"unknown job", "GET", "/v1/jobs/j-nope", "", nil, 404, `job \"j-nope\" not found`},
-		{"unknown job result", "GET", "/v1/jobs/j-nope/result", "", nil, 404, "not found"},
+		{"unknown job", "GET", "/v1/jobs/j-nope", c.Key, nil, 404, `job \"j-nope\" not found`},
+		{"unknown job result", "GET", "/v1/jobs/j-nope/result", c.Key, nil, 404, "not found"},
+		{"job status without key", "GET", "/v1/jobs/j-nope", "", nil, 401, "missing API key"},
+		{"job list without key", "GET", "/v1/jobs", "", nil, 401, "missing API key"},
 		{"cancel unknown job", "DELETE", "/v1/jobs/j-nope", c.Key, nil, 404, "not found"},
 		{"bad kernel", "POST", "/v1/jobs?kernel=conv9", c.Key, safetensorsBody(t), 400, "unknown kernel"},
 		{"garbage body", "POST", "/v1/jobs?kernel=matmul", c.Key, []byte("\x05\x00\x00\x00\x00\x00\x00\x00{bad}"), 400, "safetensors"},

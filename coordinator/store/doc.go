@@ -1,7 +1,8 @@
 // Package store persists what the coordinator must not lose and what its
 // HTTP API reads: jobs (a JobRecord, the input tensors as submitted and the
 // verified output of each shard), the ledger of verified work per worker
-// address, and the hashes of the API keys allowed to submit jobs.
+// address, and the hashes of the API keys allowed to submit jobs, each with
+// its role.
 //
 // Store is the interface; Memory is the implementation that exists today.
 // A coordinator on the memory store starts empty after every restart: its
@@ -58,14 +59,14 @@
 //
 // The checks are shared (ValidateJob, ValidateUpdate, ValidateShardResult,
 // ValidateTensors, ValidateFLOPs) so that every store refuses the same
-// calls. A record's ID, Kernel, Replication, Shards, Created and
+// calls. A record's ID, Owner, Kernel, Replication, Shards, Created and
 // InputNames are fixed at creation; Verified and Corrections belong to
 // PutShardResult; UpdateJob may change the rest. A job in a terminal
 // status (done, failed, cancelled) keeps it: UpdateJob fails with
 // ErrFinished rather than move it, so a late JobFailed cannot overwrite a
 // cancellation. Results may still be stored, and corrected, after a job is
 // done. Jobs lists newest first (Created descending, then reverse creation
-// order), Ledger by address. A Forfeit for an address never credited
+// order), JobsOwnedBy one owner's jobs in the same order, Ledger by address. A Forfeit for an address never credited
 // records nothing. A cancelled context fails a call before it starts, with
 // an error wrapping the context's; after Close every call fails with
 // ErrClosed.
@@ -73,6 +74,10 @@
 // # API keys
 //
 // NewAPIKey makes a key ("nlv_" and 128 random bits); the store keeps only
-// its SHA-256 (HashAPIKey), so a copy of the store does not let anyone
-// submit jobs.
+// its SHA-256 (HashAPIKey) in an APIKey record, with its holder's name and
+// whether it is an admin key, so a copy of the store does not let anyone
+// submit jobs. Every job belongs to the key that submitted it: its
+// JobRecord.Owner is that key's ID (KeyID: the first half of the hash, in
+// hex), never the key. The HTTP API lets only the owner, or an admin key,
+// read, list or cancel a job.
 package store

@@ -17,9 +17,12 @@ func Example() {
 	s := store.NewMemory()
 	defer s.Close()
 
+	_, hash := store.NewAPIKey() // the key goes to its holder; the store keeps its hash
+	s.AddAPIKey(ctx, store.APIKey{Name: "alice", Hash: hash})
+
 	a, b := tensor.New(4, 3), tensor.New(3, 2)
 	rec := store.JobRecord{
-		ID: "j-1", Kernel: "matmul", Status: store.StatusQueued, Shards: 2,
+		ID: "j-1", Owner: store.KeyID(hash), Kernel: "matmul", Status: store.StatusQueued, Shards: 2,
 		Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), InputNames: []string{"A", "B"},
 	}
 	if err := s.CreateJob(ctx, rec, []*tensor.Tensor{a, b}); err != nil {

@@ -20,16 +20,19 @@ import (
 type Memory struct {
 	closed atomic.Bool
 
-	mu    sync.RWMutex // guards jobs, order, seq
+	mu    sync.RWMutex // guards jobs, order, owned, seq
 	jobs  map[string]*memJob
 	order []*memJob // ascending by (Created, seq): Jobs walks it backwards
+	// owned holds each owner's jobs in the order of order, so that
+	// JobsOwnedBy reads only the caller's.
+	owned map[string][]*memJob
 	seq   uint64
 
 	ledgerMu sync.Mutex
 	ledger   map[[20]byte]*LedgerEntry
 
 	keysMu sync.RWMutex
-	keys   map[[32]byte]string
+	keys   map[[32]byte]APIKey
 }
 
 var _ Store = (*Memory)(nil)
@@ -48,8 +51,9 @@ type memJob struct {
 func NewMemory() *Memory {
 	return &Memory{
 		jobs:   make(map[string]*memJob),
+		owned:  make(map[string][]*memJob),
 		ledger: make(map[[20]byte]*LedgerEntry),
-		keys:   make(map[[32]byte]string),
+		keys:   make(map[[32]byte]APIKey),
 	}
 }
 
@@ -110,9 +114,23 @@ func (m *Memory) CreateJob(ctx context.Context, rec JobRecord, inputs []*tensor.
 	m.seq++
 	j.seq = m.seq
 	m.jobs[rec.ID] = j
-	i, _ := slices.BinarySearchFunc(m.order, j, compareJobs)
-	m.order = slices.Insert(m.order, i, j)
+	m.order = insertJob(m.order, j)
+	m.owned[j.rec.Owner] = insertJob(m.owned[j.rec.Owner], j)
 	return nil
+}
+
+// insertJob inserts j into jobs, kept in compareJobs order.
+func insertJob(jobs []*memJob, j *memJob) []*memJob {
+	i, _ := slices.BinarySearchFunc(jobs, j, compareJobs)
+	return slices.Insert(jobs, i, j)
+}
+
+// removeJob removes j from jobs, kept in compareJobs order.
+func removeJob(jobs []*memJob, j *memJob) []*memJob {
+	if i, ok := slices.BinarySearchFunc(jobs, j, compareJobs); ok {
+		return slices.Delete(jobs, i, i+1)
+	}
+	return jobs
 }
 
 // Job implements Store.
@@ -141,15 +159,35 @@ func (m *Memory) Jobs(ctx context.Context, limit int) ([]JobRecord, error) {
 	if m.closed.Load() {
 		return nil, fmt.Errorf("%w: %s", ErrClosed, op)
 	}
-	n := len(m.order)
+	return newestFirst(m.order, limit), nil
+}
+
+// JobsOwnedBy implements Store.
+func (m *Memory) JobsOwnedBy(ctx context.Context, owner string, limit int) ([]JobRecord, error) {
+	const op = "jobs owned by"
+	if err := m.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed.Load() {
+		return nil, fmt.Errorf("%w: %s", ErrClosed, op)
+	}
+	return newestFirst(m.owned[owner], limit), nil
+}
+
+// newestFirst copies up to limit records (all when limit <= 0) of jobs,
+// which are in ascending compareJobs order, from the last.
+func newestFirst(jobs []*memJob, limit int) []JobRecord {
+	n := len(jobs)
 	if limit > 0 && limit < n {
 		n = limit
 	}
 	out := make([]JobRecord, n)
 	for i := range out {
-		out[i] = m.order[len(m.order)-1-i].rec.Clone()
+		out[i] = jobs[len(jobs)-1-i].rec.Clone()
 	}
-	return out, nil
+	return out
 }
 
 // JobInputs implements Store.
@@ -212,8 +250,9 @@ func (m *Memory) DeleteJob(ctx context.Context, id string) error {
 		return err
 	}
 	delete(m.jobs, id)
-	if i, ok := slices.BinarySearchFunc(m.order, j, compareJobs); ok {
-		m.order = slices.Delete(m.order, i, i+1)
+	m.order = removeJob(m.order, j)
+	if m.owned[j.rec.Owner] = removeJob(m.owned[j.rec.Owner], j); len(m.owned[j.rec.Owner]) == 0 {
+		delete(m.owned, j.rec.Owner)
 	}
 	return nil
 }
@@ -363,12 +402,12 @@ func (m *Memory) Ledger(ctx context.Context) ([]LedgerEntry, error) {
 }
 
 // AddAPIKey implements Store.
-func (m *Memory) AddAPIKey(ctx context.Context, name string, keyHash [32]byte) error {
+func (m *Memory) AddAPIKey(ctx context.Context, key APIKey) error {
 	const op = "add api key"
 	if err := m.begin(ctx, op); err != nil {
 		return err
 	}
-	if name == "" {
+	if key.Name == "" {
 		return fmt.Errorf("%w: %s: the key's holder needs a name", ErrInvalid, op)
 	}
 	m.keysMu.Lock()
@@ -376,26 +415,26 @@ func (m *Memory) AddAPIKey(ctx context.Context, name string, keyHash [32]byte) e
 	if m.closed.Load() {
 		return fmt.Errorf("%w: %s", ErrClosed, op)
 	}
-	if _, ok := m.keys[keyHash]; ok {
+	if _, ok := m.keys[key.Hash]; ok {
 		return fmt.Errorf("%w: %s: the key is already registered", ErrExists, op)
 	}
-	m.keys[keyHash] = name
+	m.keys[key.Hash] = key
 	return nil
 }
 
 // CheckAPIKey implements Store.
-func (m *Memory) CheckAPIKey(ctx context.Context, keyHash [32]byte) (string, bool, error) {
+func (m *Memory) CheckAPIKey(ctx context.Context, keyHash [32]byte) (APIKey, bool, error) {
 	const op = "check api key"
 	if err := m.begin(ctx, op); err != nil {
-		return "", false, err
+		return APIKey{}, false, err
 	}
 	m.keysMu.RLock()
 	defer m.keysMu.RUnlock()
 	if m.closed.Load() {
-		return "", false, fmt.Errorf("%w: %s", ErrClosed, op)
+		return APIKey{}, false, fmt.Errorf("%w: %s", ErrClosed, op)
 	}
-	name, ok := m.keys[keyHash]
-	return name, ok, nil
+	key, ok := m.keys[keyHash]
+	return key, ok, nil
 }
 
 // Close implements Store: it drops everything the store holds.
@@ -404,7 +443,7 @@ func (m *Memory) Close() error {
 		return nil
 	}
 	m.mu.Lock()
-	m.jobs, m.order = nil, nil
+	m.jobs, m.order, m.owned = nil, nil, nil
 	m.mu.Unlock()
 	m.ledgerMu.Lock()
 	m.ledger = nil

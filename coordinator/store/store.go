@@ -60,12 +60,16 @@ func (s JobStatus) Terminal() bool {
 
 // JobRecord is what the store keeps about a job besides its tensors.
 //
-// ID, Kernel, Replication, Shards, Created and InputNames are fixed by
-// CreateJob; Verified and Corrections are counted by PutShardResult. The
+// ID, Owner, Kernel, Replication, Shards, Created and InputNames are fixed
+// by CreateJob; Verified and Corrections are counted by PutShardResult. The
 // other fields (Name, Status, Error, Replicas, FLOPs, Finished) may be
 // changed by UpdateJob.
 type JobRecord struct {
-	ID     string
+	ID string
+	// Owner is the ID of the API key that submitted the job (KeyID of its
+	// hash, never the key): only that key, or an admin key, may read, list
+	// or cancel the job.
+	Owner  string
 	Name   string
 	Kernel string
 	Status JobStatus
@@ -131,6 +135,10 @@ type Store interface {
 	// by Created descending, jobs created at the same instant in reverse
 	// order of their CreateJob calls.
 	Jobs(ctx context.Context, limit int) ([]JobRecord, error)
+	// JobsOwnedBy returns, in the order of Jobs, up to limit records (all
+	// when limit <= 0) of the jobs whose Owner is owner; none for an owner
+	// without jobs.
+	JobsOwnedBy(ctx context.Context, owner string, limit int) ([]JobRecord, error)
 	// JobInputs returns the inputs of job id in InputNames order, or
 	// ErrNotFound.
 	JobInputs(ctx context.Context, id string) ([]*tensor.Tensor, error)
@@ -167,11 +175,13 @@ type Store interface {
 	Settle(ctx context.Context, addr [20]byte, flops float64) error
 	// Ledger returns every entry, ordered by address.
 	Ledger(ctx context.Context) ([]LedgerEntry, error)
-	// AddAPIKey records the SHA-256 hash of an API key (see HashAPIKey)
-	// under the name of its holder; ErrExists when the hash is known.
-	AddAPIKey(ctx context.Context, name string, keyHash [32]byte) error
-	// CheckAPIKey reports whether keyHash is a known key's hash and whose.
-	CheckAPIKey(ctx context.Context, keyHash [32]byte) (name string, ok bool, err error)
+	// AddAPIKey records an API key: its hash (see HashAPIKey), its
+	// holder's name and its role. It fails with ErrExists when the hash is
+	// known and ErrInvalid without a name.
+	AddAPIKey(ctx context.Context, key APIKey) error
+	// CheckAPIKey reports whether keyHash is a known key's hash, and returns
+	// that key's record.
+	CheckAPIKey(ctx context.Context, keyHash [32]byte) (key APIKey, ok bool, err error)
 	// Close releases the store. Later calls return ErrClosed; closing
 	// again returns nil.
 	Close() error
@@ -182,8 +192,8 @@ type Store interface {
 // is a few million).
 const MaxShards = 1 << 26
 
-// ValidateJob checks a record and its inputs for CreateJob: a non-empty ID
-// and kernel, a valid status, a non-zero Created, at most MaxShards shards,
+// ValidateJob checks a record and its inputs for CreateJob: a non-empty ID,
+// owner and kernel, a valid status, a non-zero Created, at most MaxShards shards,
 // non-negative counts with
 // Verified and Corrections zero, finite non-negative FLOPs, one valid tensor
 // per distinct, non-empty input name. It returns an error wrapping
@@ -197,6 +207,8 @@ func ValidateJob(rec JobRecord, inputs []*tensor.Tensor) error {
 		return fmt.Errorf("%w: job %q: %s", ErrInvalid, rec.ID, fmt.Sprintf(format, args...))
 	}
 	switch {
+	case rec.Owner == "":
+		return bad("no owner (the ID of the API key that submitted it)")
 	case rec.Kernel == "":
 		return bad("no kernel")
 	case !rec.Status.Valid():
@@ -245,7 +257,8 @@ func ValidateTensors(ts []*tensor.Tensor) error {
 }
 
 // ValidateUpdate checks what an UpdateJob callback made of old: the fields
-// fixed at creation (ID, Kernel, Replication, Shards, Created, InputNames)
+// fixed at creation (ID, Owner, Kernel, Replication, Shards, Created,
+// InputNames)
 // and those PutShardResult counts (Verified, Corrections) are unchanged,
 // the status is valid, Replicas and FLOPs are non-negative (ErrInvalid),
 // and a terminal status stays as it is (ErrFinished).
@@ -256,6 +269,8 @@ func ValidateUpdate(old, updated JobRecord) error {
 	switch {
 	case updated.ID != old.ID:
 		return bad("ID")
+	case updated.Owner != old.Owner:
+		return bad("Owner")
 	case updated.Kernel != old.Kernel:
 		return bad("Kernel")
 	case updated.Replication != old.Replication:

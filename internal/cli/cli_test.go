@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/neurolov/neurolov/coordinator/store"
 	"github.com/neurolov/neurolov/internal/servertest"
 	"github.com/neurolov/neurolov/tensor"
 	"github.com/neurolov/neurolov/worker"
@@ -113,5 +114,37 @@ func TestAPIKeyFileMode(t *testing.T) {
 	}
 	if _, _, err := loadOrCreateAPIKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("a 0644 key file: %v, want a refusal saying chmod 600", err)
+	}
+}
+
+// TestServeKeys: serve keeps a submitter key and an admin key in its data
+// folder, creates them once, and registers the admin one as an admin.
+func TestServeKeys(t *testing.T) {
+	dir := t.TempDir()
+	var keys [2]store.APIKey
+	for start := range 2 {
+		st := store.NewMemory()
+		var out strings.Builder
+		if err := addServeKeys(t.Context(), st, dir, &out); err != nil {
+			t.Fatalf("start %d: %v", start, err)
+		}
+		for i, file := range []string{"api-key", "admin-key"} {
+			b, err := os.ReadFile(filepath.Join(dir, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, ok, err := st.CheckAPIKey(t.Context(), store.HashAPIKey(strings.TrimSpace(string(b))))
+			if err != nil || !ok || k.Admin != (file == "admin-key") {
+				t.Fatalf("start %d: %s registered as %+v, %v, %v", start, file, k, ok, err)
+			}
+			if start == 1 && k != keys[i] {
+				t.Errorf("%s changed across restarts: %+v, then %+v", file, keys[i], k)
+			}
+			keys[i] = k
+		}
+		if created := strings.Contains(out.String(), "created"); created != (start == 0) {
+			t.Errorf("start %d printed %q", start, out.String())
+		}
+		_ = st.Close()
 	}
 }

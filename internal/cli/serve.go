@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,16 +25,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (host:port)")
-	dataDir := fs.String("data-dir", defaultDataDir(), "folder for the API key file (created if missing)")
+	dataDir := fs.String("data-dir", defaultDataDir(), "folder for the API key files, api-key and admin-key (created if missing)")
 	domain := fs.String("domain", "", "domain workers sign for (default: the listen address)")
 	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
 	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
 	maxJobBytes := fs.Int64("max-job-bytes", 1<<30, "largest job upload accepted, in bytes")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS and wss with; needs -tls-key. Browsers give WebGPU and cross-origin isolation only to a secure context: HTTPS, or localhost")
+	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *maxJobBytes < 1 {
 		return fmt.Errorf("%w: -max-job-bytes %d: want a positive size", ErrUsage, *maxJobBytes)
+	}
+	tlsConfig, err := loadTLS(*tlsCert, *tlsKey)
+	if err != nil {
+		return err
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -41,18 +48,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	st := store.NewMemory()
 	defer st.Close()
-	keyPath := filepath.Join(*dataDir, "api-key")
-	key, created, err := loadOrCreateAPIKey(keyPath)
-	if err != nil {
+	if err := addServeKeys(ctx, st, *dataDir, stdout); err != nil {
 		return err
-	}
-	if err := st.AddAPIKey(ctx, "default", store.HashAPIKey(key)); err != nil {
-		return err
-	}
-	if created {
-		fmt.Fprintf(stdout, "created an API key in %s (submit with: neurolov submit -key-file %s ...)\n", keyPath, keyPath)
-	} else {
-		fmt.Fprintf(stdout, "API key: %s\n", keyPath)
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -62,8 +59,78 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*domain = ln.Addr().String()
 	}
 	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, Logger: log, Pages: web.Handler()}, st)
-	fmt.Fprintf(stdout, "coordinator on http://%s (volunteer page: http://%s/, workers: ws://%s/v1/worker); the memory store starts empty on every restart\n", ln.Addr(), ln.Addr(), ln.Addr())
+	scheme, wsScheme := "https", "wss"
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	} else {
+		scheme, wsScheme = "http", "ws"
+		if !isLoopback(ln.Addr()) {
+			fmt.Fprintf(stderr, "warning: serving plain HTTP on %s, which is not a loopback address: browsers give WebGPU and cross-origin isolation only to a secure context, so tabs that open this page by any name but localhost get neither (no GPU, one CPU thread). Serve HTTPS with -tls-cert FILE -tls-key FILE (or put a TLS-terminating proxy in front)\n", ln.Addr())
+		}
+	}
+	a := ln.Addr()
+	fmt.Fprintf(stdout, "coordinator on %s://%s (volunteer page: %s://%s/, workers: %s://%s/v1/worker); the memory store starts empty on every restart\n", scheme, a, scheme, a, wsScheme, a)
 	return serveUntilDone(ctx, srv, ln)
+}
+
+// loadTLS loads the certificate and key serve was given: both or neither
+// (nil, plain HTTP). It serves HTTP/1.1 only: the worker WebSocket needs
+// it (coder/websocket upgrades HTTP/1.1 connections), and a browser opens
+// WebSockets over HTTP/1.1 when the server offers no HTTP/2.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil, nil
+	case keyFile == "":
+		return nil, fmt.Errorf("%w: -tls-cert %s needs its key: add -tls-key FILE", ErrUsage, certFile)
+	case certFile == "":
+		return nil, fmt.Errorf("%w: -tls-key %s needs its certificate: add -tls-cert FILE", ErrUsage, keyFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("serve: loading the TLS certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// isLoopback reports whether addr is a loopback IP address (127.0.0.0/8,
+// ::1): the one place a browser treats plain HTTP as a secure context
+// (localhost).
+func isLoopback(addr net.Addr) bool {
+	host, _, err := net.SplitHostPort(addr.String())
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+// addServeKeys registers the two keys serve keeps in dataDir, creating
+// them on first start: api-key submits jobs and reads its own, admin-key
+// reads, lists and cancels every job.
+func addServeKeys(ctx context.Context, st store.Store, dataDir string, stdout io.Writer) error {
+	for _, k := range []struct {
+		file, name, what string
+		admin            bool
+	}{
+		{"api-key", "default", "an API key", false},
+		{"admin-key", "admin", "an admin key (reads and cancels every job)", true},
+	} {
+		path := filepath.Join(dataDir, k.file)
+		key, created, err := loadOrCreateAPIKey(path)
+		if err != nil {
+			return err
+		}
+		if err := st.AddAPIKey(ctx, store.APIKey{Name: k.name, Hash: store.HashAPIKey(key), Admin: k.admin}); err != nil {
+			return fmt.Errorf("serve: registering %s: %w (api-key and admin-key must differ)", path, err)
+		}
+		switch {
+		case created && !k.admin:
+			fmt.Fprintf(stdout, "created an API key in %s (submit with: neurolov submit -key-file %s ...)\n", path, path)
+		case created:
+			fmt.Fprintf(stdout, "created %s in %s\n", k.what, path)
+		default:
+			fmt.Fprintf(stdout, "%s: %s\n", k.file, path)
+		}
+	}
+	return nil
 }
 
 // serveUntilDone runs srv's loop and HTTP server on ln until ctx ends.
@@ -154,7 +221,7 @@ type local struct {
 func startLocal(ctx context.Context, cfg server.Config) (*local, error) {
 	st := store.NewMemory()
 	key, hash := store.NewAPIKey()
-	if err := st.AddAPIKey(ctx, "local", hash); err != nil {
+	if err := st.AddAPIKey(ctx, store.APIKey{Name: "local", Hash: hash}); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -52,16 +52,38 @@ func (c *Coordinator) Client() *client.Client {
 	return client.New(c.HTTP.URL, client.WithAPIKey(c.Key))
 }
 
+// AddKey registers a fresh API key held by name and returns it: a second
+// submitter beside Key, who sees only its own jobs.
+func (c *Coordinator) AddKey(t testing.TB, name string) string {
+	t.Helper()
+	return addKey(t, c.Store, store.APIKey{Name: name})
+}
+
+// AddAdminKey registers a fresh admin API key held by name and returns it:
+// it reads, lists and cancels every job.
+func (c *Coordinator) AddAdminKey(t testing.TB, name string) string {
+	t.Helper()
+	return addKey(t, c.Store, store.APIKey{Name: name, Admin: true})
+}
+
+// addKey stores k with a fresh key's hash and returns the key.
+func addKey(t testing.TB, st store.Store, k store.APIKey) string {
+	t.Helper()
+	key, hash := store.NewAPIKey()
+	k.Hash = hash
+	if err := st.AddAPIKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // Start runs a coordinator until the test ends. mutate, when set, adjusts
 // the configuration (small tiles, a short tick and a window of 2 by
 // default, so tests see many shards).
 func Start(t testing.TB, mutate func(*server.Config)) *Coordinator {
 	t.Helper()
 	st := store.NewMemory()
-	key, hash := store.NewAPIKey()
-	if err := st.AddAPIKey(context.Background(), "test", hash); err != nil {
-		t.Fatal(err)
-	}
+	key := addKey(t, st, store.APIKey{Name: "test"})
 	cfg := server.Config{
 		Planner:    planner.Options{TileRows: 8, TileCols: 8, BatchRows: 8},
 		Window:     2,

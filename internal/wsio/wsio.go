@@ -25,6 +25,14 @@ import (
 // alone, even when the Goodbye that said why was lost.
 const StatusBanned websocket.StatusCode = 4001
 
+// StatusVersion is the close code a coordinator ends the connection of a
+// worker speaking another protocol version with (protocol.ErrVersion): a
+// worker stops rather than reconnect to be refused again, and a browser
+// tab asks to be reloaded, since the page that serves the new client comes
+// from the same coordinator. Like StatusBanned, the code alone says it: a
+// Goodbye in the coordinator's version is one the old client cannot read.
+const StatusVersion websocket.StatusCode = 4002
+
 // ErrText reports a text message where frames are binary.
 var ErrText = fmt.Errorf("%w: text message; frames are binary", protocol.ErrMalformed)
 

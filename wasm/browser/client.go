@@ -163,6 +163,16 @@ func (c *Client) fail(err error) {
 	c.update(true, func(s *Status) { s.State, s.Message = StateError, err.Error() })
 }
 
+// outdated reports, as StateReload, that the coordinator refused this
+// client's protocol version: the coordinator was upgraded and serves the
+// new client with the page.
+func (c *Client) outdated(err error) {
+	c.log.Warn("browser worker stopped: protocol version refused", "err", err)
+	c.update(true, func(s *Status) {
+		s.State, s.Message = StateReload, "reload this page: the coordinator was upgraded and no longer speaks this tab's protocol ("+err.Error()+")"
+	})
+}
+
 // Pause stops taking shards (the shard in flight finishes and is sent).
 // After pauseDisconnect the client disconnects, so that the coordinator
 // re-issues the leases it held; Resume reconnects.

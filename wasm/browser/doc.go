@@ -25,6 +25,15 @@
 // message} (state changes at once, counters at most every 250 ms) and, for a
 // wallet identity, {type:"sign", id, message}.
 //
+// # An upgraded coordinator
+//
+// A coordinator refuses a client of another protocol version with the close
+// status wsio.StatusVersion (worker.ErrVersion). Reconnecting would be
+// refused again, and the page that serves the matching client comes from
+// the same coordinator, so the client stops with state "reload" and the
+// message "reload this page: the coordinator was upgraded …"; the page
+// asks the volunteer to reload.
+//
 // # Choosing the backend by measurement
 //
 // Start opens the WASM SIMD CPU backend (wasm/simdgemm on gemm.wasm) and,

@@ -8,6 +8,9 @@ const (
 	StateWorking    = "working"    // connected, taking shards
 	StatePaused     = "paused"     // paused by the volunteer (or a share of 0)
 	StateError      = "error"      // stopped; Message says why and what to do
+	// StateReload: stopped because the coordinator speaks a newer protocol
+	// than this tab's client; reloading the page loads the client it serves.
+	StateReload = "reload"
 )
 
 // Backend names, as in the handshake and the page's setting.

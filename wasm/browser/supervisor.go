@@ -111,6 +111,10 @@ func (s *supervisor) run(ctx context.Context) {
 			if err == nil {
 				err = errors.New("browser: the worker stopped")
 			}
+			if errors.Is(err, worker.ErrVersion) {
+				c.outdated(err)
+				return
+			}
 			if errors.Is(err, worker.ErrBanned) {
 				err = fmt.Errorf("%w: this address is banned by the coordinator; use another identity", err)
 			}

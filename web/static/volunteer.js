@@ -133,11 +133,14 @@
     else p.resolve(msg.result);
   }
 
-  function fail(message) {
+  // fail stops the client with message; state is the state shown
+  // ("error", or "reload" when only reloading the page can help).
+  function fail(message, state) {
     if (page.worker) page.worker.terminate();
     page.worker = null;
     page.started = false;
     page.failure = message;
+    page.failureState = state || "error";
     page.benches.forEach(function (p) { p.reject(new Error(message)); });
     page.benches.clear();
     ui.backend.disabled = false;
@@ -259,6 +262,11 @@
     switch (msg.type) {
       case "status":
         page.status = msg;
+        if (msg.state === "reload") {
+          // The coordinator was upgraded: its page serves the new client.
+          fail("The coordinator was upgraded: reload this page to load its new client.", "reload");
+          return;
+        }
         if (msg.state === "error") {
           // The client stopped for good (it says why): start afresh next time.
           fail("Stopped: " + (msg.message || "the compute client failed") + ". Press Start to try again.");
@@ -319,7 +327,7 @@
   }
 
   function stateText(st) {
-    if (page.failure) return ["error", page.failure];
+    if (page.failure) return [page.failureState, page.failure];
     if (!page.started) return ["idle", cfg.ready ? "Not running. Nothing is computed until you press Start." : "The browser client is not built on this server."];
     if (page.pauses.size > 0) {
       var why = [];

@@ -251,3 +251,12 @@ func TestWorkerQueryKernelPool(t *testing.T) {
 		}
 	}
 }
+
+// The page tells volunteers plainly that job inputs and models reach
+// anonymous workers, this tab among them.
+func TestPageSaysInputsGoToAnonymousWorkers(t *testing.T) {
+	page := text(render(t, allAssets(), ""))
+	if !strings.Contains(page, "A job's inputs and models are sent to anonymous workers") {
+		t.Errorf("the page does not say that job inputs and models go to anonymous workers:\n%s", page)
+	}
+}

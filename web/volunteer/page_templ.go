@@ -197,7 +197,7 @@ func Page(v View) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 17, "</dl></section><section class=\"card\" aria-labelledby=\"about-title\"><h2 id=\"about-title\">What runs, and how to stop it</h2><ul class=\"about\"><li>Pressing Start downloads a small program (Go compiled to WebAssembly) and runs it in a background worker of this tab. It connects to this server, receives pieces of AI jobs — matrix products and neural-network layers — computes them and sends the results back.</li><li>It uses your graphics card through WebGPU when that is faster, otherwise the CPU. It cannot read your files, other tabs or anything outside this page.</li><li>Every result is checked (replicas on other machines, random spot checks); only verified work is credited, to the address shown above.</li><li>To stop: press Pause, or close this tab. Nothing keeps running after the tab is closed, and nothing is installed.</li></ul></section></main><footer class=\"wrap foot\"><p>Neurolov — open, verified volunteer compute.</p></footer></body></html>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 17, "</dl></section><section class=\"card\" aria-labelledby=\"about-title\"><h2 id=\"about-title\">What runs, and how to stop it</h2><ul class=\"about\"><li>Pressing Start downloads a small program (Go compiled to WebAssembly) and runs it in a background worker of this tab. It connects to this server, receives pieces of AI jobs — matrix products and neural-network layers — computes them and sends the results back.</li><li>It uses your graphics card through WebGPU when that is faster, otherwise the CPU. It cannot read your files, other tabs or anything outside this page.</li><li>Every result is checked (replicas on other machines, random spot checks); only verified work is credited, to the address shown above.</li><li>A job's inputs and models are sent to anonymous workers: this tab receives pieces of them, and so does every other volunteer's machine, without knowing who submitted them. Nothing sent for computing is secret, so do not submit jobs with private data to this network.</li><li>To stop: press Pause, or close this tab. Nothing keeps running after the tab is closed, and nothing is installed.</li></ul></section></main><footer class=\"wrap foot\"><p>Neurolov — open, verified volunteer compute.</p></footer></body></html>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -230,7 +230,7 @@ func stat(id, label, value string) templ.Component {
 		var templ_7745c5c3_Var9 string
 		templ_7745c5c3_Var9, templ_7745c5c3_Err = templ.JoinStringErrs(label)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `page.templ`, Line: 106, Col: 13}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `page.templ`, Line: 107, Col: 13}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var9))
 		if templ_7745c5c3_Err != nil {
@@ -243,7 +243,7 @@ func stat(id, label, value string) templ.Component {
 		var templ_7745c5c3_Var10 string
 		templ_7745c5c3_Var10, templ_7745c5c3_Err = templruntime.NewAttributeExpression(id).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `page.templ`, Line: 107, Col: 13}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `page.templ`, Line: 108, Col: 13}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var10)
 		if templ_7745c5c3_Err != nil {
@@ -256,7 +256,7 @@ func stat(id, label, value string) templ.Component {
 		var templ_7745c5c3_Var11 string
 		templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(value)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `page.templ`, Line: 107, Col: 23}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `page.templ`, Line: 108, Col: 23}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var11))
 		if templ_7745c5c3_Err != nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"CreateInvalid", testCreateInvalid},
 		{"NotFound", testNotFound},
 		{"JobsOrder", testJobsOrder},
+		{"JobsOwnedBy", testJobsOwnedBy},
 		{"UpdateJob", testUpdateJob},
 		{"UpdateJobConcurrent", testUpdateJobConcurrent},
 		{"DeleteJob", testDeleteJob},
@@ -65,11 +67,17 @@ func Run(t *testing.T, open Opener) {
 // they need).
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
-// newJob returns a valid queued matmul record with inputs A (2×3) and B
-// (3×2).
+// Owners of the jobs the tests make.
+var (
+	alice = store.KeyID(store.HashAPIKey("nlv_alice"))
+	bob   = store.KeyID(store.HashAPIKey("nlv_bob"))
+)
+
+// newJob returns a valid queued matmul record owned by alice with inputs A
+// (2×3) and B (3×2).
 func newJob(id string, shards int) store.JobRecord {
 	return store.JobRecord{
-		ID: id, Kernel: "matmul", Status: store.StatusQueued, Shards: shards,
+		ID: id, Owner: alice, Kernel: "matmul", Status: store.StatusQueued, Shards: shards,
 		FLOPs: 24, Created: t0, InputNames: []string{"A", "B"},
 	}
 }
@@ -158,7 +166,7 @@ func testCreateAndRead(t *testing.T, s store.Store) {
 	inputs := []*tensor.Tensor{mustTensor(special, 2, 3), mustTensor([]float32{1, 2, 3}, 3), mustTensor(nil, 0, 4)}
 	created := time.Now() // carries a monotonic reading and nanoseconds
 	rec := store.JobRecord{
-		ID: "j-1", Name: "demo", Kernel: "mlp-infer", Status: store.StatusRunning,
+		ID: "j-1", Owner: bob, Name: "demo", Kernel: "mlp-infer", Status: store.StatusRunning,
 		Replication: 2, Shards: 5, Replicas: 7, FLOPs: 1.5e11,
 		Created: created, Finished: created.Add(time.Second), InputNames: []string{"X", "b1", "E"},
 	}
@@ -199,6 +207,7 @@ func testCreateInvalid(t *testing.T, s store.Store) {
 		mutate func(*store.JobRecord, *[]*tensor.Tensor)
 	}{
 		{"no ID", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.ID = "" }},
+		{"no owner", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Owner = "" }},
 		{"no kernel", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Kernel = "" }},
 		{"unknown status", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Status = "paused" }},
 		{"empty status", func(r *store.JobRecord, _ *[]*tensor.Tensor) { r.Status = "" }},
@@ -243,6 +252,10 @@ var ops = []op{
 	}, false},
 	{"Job", func(ctx context.Context, s store.Store, id string) error { _, err := s.Job(ctx, id); return err }, true},
 	{"Jobs", func(ctx context.Context, s store.Store, _ string) error { _, err := s.Jobs(ctx, 10); return err }, false},
+	{"JobsOwnedBy", func(ctx context.Context, s store.Store, _ string) error {
+		_, err := s.JobsOwnedBy(ctx, alice, 10)
+		return err
+	}, false},
 	{"JobInputs", func(ctx context.Context, s store.Store, id string) error { _, err := s.JobInputs(ctx, id); return err }, true},
 	{"UpdateJob", func(ctx context.Context, s store.Store, id string) error {
 		return s.UpdateJob(ctx, id, func(*store.JobRecord) error { return errors.New("storetest: UpdateJob callback called") })
@@ -263,7 +276,9 @@ var ops = []op{
 	}, false},
 	{"Settle", func(ctx context.Context, s store.Store, _ string) error { return s.Settle(ctx, [20]byte{1}, 0) }, false},
 	{"Ledger", func(ctx context.Context, s store.Store, _ string) error { _, err := s.Ledger(ctx); return err }, false},
-	{"AddAPIKey", func(ctx context.Context, s store.Store, _ string) error { return s.AddAPIKey(ctx, "op", [32]byte{1}) }, false},
+	{"AddAPIKey", func(ctx context.Context, s store.Store, _ string) error {
+		return s.AddAPIKey(ctx, store.APIKey{Name: "op", Hash: [32]byte{1}})
+	}, false},
 	{"CheckAPIKey", func(ctx context.Context, s store.Store, _ string) error {
 		_, _, err := s.CheckAPIKey(ctx, [32]byte{1})
 		return err
@@ -313,6 +328,59 @@ func testJobsOrder(t *testing.T, s store.Store) {
 	}
 }
 
+// ids returns the IDs of recs.
+func ids(recs []store.JobRecord) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func testJobsOwnedBy(t *testing.T, s store.Store) {
+	// Two owners' jobs interleaved in time, with a tie broken by creation
+	// order; then one of each deleted.
+	for _, j := range []struct {
+		id    string
+		owner string
+		at    time.Duration
+	}{{"j-a1", alice, 2}, {"j-b1", bob, 3}, {"j-a2", alice, 5}, {"j-a3", alice, 5}, {"j-b2", bob, 1}, {"j-a4", alice, 9}} {
+		rec := newJob(j.id, 1)
+		rec.Owner, rec.Created = j.owner, t0.Add(j.at*time.Second)
+		create(t, s, rec, newInputs())
+	}
+	check := func(what, owner string, limit int, want []string) {
+		t.Helper()
+		recs, err := s.JobsOwnedBy(t.Context(), owner, limit)
+		if err != nil {
+			t.Fatalf("%s: JobsOwnedBy(%q, %d): %v", what, owner, limit, err)
+		}
+		if got := ids(recs); !slices.Equal(got, want) {
+			t.Errorf("%s: JobsOwnedBy(%q, %d) = %v, want %v", what, owner, limit, got, want)
+		}
+		for _, r := range recs {
+			if r.Owner != owner {
+				t.Errorf("%s: JobsOwnedBy(%q) returned %s of owner %q", what, owner, r.ID, r.Owner)
+			}
+		}
+	}
+	check("created", alice, 0, []string{"j-a4", "j-a3", "j-a2", "j-a1"})
+	check("created", alice, 2, []string{"j-a4", "j-a3"})
+	check("created", bob, -1, []string{"j-b1", "j-b2"})
+	check("created", "k-nobody", 0, []string{})
+	for _, id := range []string{"j-a3", "j-b2"} {
+		if err := s.DeleteJob(t.Context(), id); err != nil {
+			t.Fatalf("DeleteJob(%s): %v", id, err)
+		}
+	}
+	check("after DeleteJob", alice, 0, []string{"j-a4", "j-a2", "j-a1"})
+	check("after DeleteJob", bob, 0, []string{"j-b1"})
+	all, err := s.Jobs(t.Context(), 0)
+	if err != nil || !slices.Equal(ids(all), []string{"j-a4", "j-a2", "j-b1", "j-a1"}) {
+		t.Errorf("Jobs after DeleteJob = %v, %v", ids(all), err)
+	}
+}
+
 var errCallback = errors.New("storetest: callback refused")
 
 func testUpdateJob(t *testing.T, s store.Store) {
@@ -337,6 +405,7 @@ func testUpdateJob(t *testing.T, s store.Store) {
 		{name: "no change", fn: func(*store.JobRecord) error { return nil }, want: func(*store.JobRecord) {}},
 		{name: "callback error", fn: func(r *store.JobRecord) error { r.Name = "half-done"; return errCallback }, wantErr: errCallback},
 		{name: "ID", fn: func(r *store.JobRecord) error { r.ID = "other"; return nil }, wantErr: store.ErrInvalid},
+		{name: "Owner", fn: func(r *store.JobRecord) error { r.Owner = bob; return nil }, wantErr: store.ErrInvalid},
 		{name: "Kernel", fn: func(r *store.JobRecord) error { r.Kernel = "mlp-infer"; return nil }, wantErr: store.ErrInvalid},
 		{name: "Replication", fn: func(r *store.JobRecord) error { r.Replication = 3; return nil }, wantErr: store.ErrInvalid},
 		{name: "Shards", fn: func(r *store.JobRecord) error { r.Shards++; return nil }, wantErr: store.ErrInvalid},
@@ -724,28 +793,29 @@ func testAPIKeys(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	key, hash := store.NewAPIKey()
 	key2, hash2 := store.NewAPIKey()
-	if err := s.AddAPIKey(ctx, "alice", hash); err != nil {
-		t.Fatalf("AddAPIKey: %v", err)
+	admin, adminHash := store.NewAPIKey()
+	for _, k := range []store.APIKey{{Name: "alice", Hash: hash}, {Name: "alice", Hash: hash2}, {Name: "root", Hash: adminHash, Admin: true}} {
+		if err := s.AddAPIKey(ctx, k); err != nil {
+			t.Fatalf("AddAPIKey(%+v): %v", k, err)
+		}
 	}
-	if err := s.AddAPIKey(ctx, "alice", hash2); err != nil {
-		t.Fatalf("AddAPIKey, second key of one holder: %v", err)
-	}
-	checkErr(t, "AddAPIKey of a known hash", s.AddAPIKey(ctx, "mallory", hash), store.ErrExists)
-	checkErr(t, "AddAPIKey without a name", s.AddAPIKey(ctx, "", [32]byte{9}), store.ErrInvalid)
+	checkErr(t, "AddAPIKey of a known hash", s.AddAPIKey(ctx, store.APIKey{Name: "mallory", Hash: hash, Admin: true}), store.ErrExists)
+	checkErr(t, "AddAPIKey without a name", s.AddAPIKey(ctx, store.APIKey{Hash: [32]byte{9}}), store.ErrInvalid)
 	for _, tt := range []struct {
 		key    string
-		name   string
+		want   store.APIKey
 		wantOK bool
 	}{
-		{key, "alice", true},
-		{key2, "alice", true},
-		{key + "x", "", false},
-		{"", "", false},
-		{"nlv_" + key[len(store.APIKeyPrefix):len(key)-1], "", false},
+		{key, store.APIKey{Name: "alice", Hash: hash}, true},
+		{key2, store.APIKey{Name: "alice", Hash: hash2}, true},
+		{admin, store.APIKey{Name: "root", Hash: adminHash, Admin: true}, true},
+		{key + "x", store.APIKey{}, false},
+		{"", store.APIKey{}, false},
+		{"nlv_" + key[len(store.APIKeyPrefix):len(key)-1], store.APIKey{}, false},
 	} {
-		name, ok, err := s.CheckAPIKey(ctx, store.HashAPIKey(tt.key))
-		if err != nil || ok != tt.wantOK || name != tt.name {
-			t.Errorf("CheckAPIKey(hash of %q) = %q, %v, %v; want %q, %v", tt.key, name, ok, err, tt.name, tt.wantOK)
+		got, ok, err := s.CheckAPIKey(ctx, store.HashAPIKey(tt.key))
+		if err != nil || ok != tt.wantOK || got != tt.want {
+			t.Errorf("CheckAPIKey(hash of %q) = %+v, %v, %v; want %+v, %v", tt.key, got, ok, err, tt.want, tt.wantOK)
 		}
 	}
 	// The key itself is not a hash of anything stored.
@@ -753,6 +823,13 @@ func testAPIKeys(t *testing.T, s store.Store) {
 	copy(raw[:], key)
 	if _, ok, _ := s.CheckAPIKey(ctx, raw); ok {
 		t.Errorf("CheckAPIKey accepted the key's bytes as its hash")
+	}
+	// A job's owner is its key's ID: no part of the key.
+	rec := newJob("j-1", 1)
+	rec.Owner = store.APIKey{Name: "alice", Hash: hash}.ID()
+	create(t, s, rec, newInputs())
+	if got := getJob(t, s, "j-1").Owner; got != store.KeyID(hash) || strings.Contains(got, key[len(store.APIKeyPrefix):]) {
+		t.Errorf("stored owner %q, want KeyID of the key's hash and nothing of the key", got)
 	}
 }
 
@@ -769,6 +846,9 @@ func testIsolation(t *testing.T, s store.Store) {
 	got.InputNames[1] = "Y"
 	if recs, err := s.Jobs(ctx, 0); err == nil && len(recs) == 1 {
 		recs[0].InputNames[0] = "W"
+	}
+	if recs, err := s.JobsOwnedBy(ctx, alice, 0); err == nil && len(recs) == 1 {
+		recs[0].InputNames[0], recs[0].Owner = "V", bob
 	}
 	in, err := s.JobInputs(ctx, "j-1")
 	if err != nil {
