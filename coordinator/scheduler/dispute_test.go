@@ -1,0 +1,117 @@
+package scheduler
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// fleet answers every open lease of its workers, each worker honestly or
+// with its lie (the correct value plus lie), until nothing is pending or
+// rounds run out; every round moves time on by step (0: time stands still).
+type fleet struct {
+	h    *harness
+	lies map[WorkerID]float32
+	ids  []WorkerID
+}
+
+func newFleet(h *harness) *fleet { return &fleet{h: h, lies: map[WorkerID]float32{}} }
+
+// add joins worker id under address a with window w, lying by lie.
+func (f *fleet) add(id WorkerID, a byte, w int, lie float32) {
+	f.h.join(id, a, w)
+	f.ids = append(f.ids, id)
+	f.lies[id] = lie
+}
+
+func (f *fleet) run(rounds int, step time.Duration) {
+	for range rounds {
+		if f.h.s.Pending() == 0 {
+			return
+		}
+		f.round()
+		if step > 0 {
+			f.h.advance(step)
+		}
+	}
+}
+
+// round answers the leases each worker holds as its turn comes, one
+// worker after another (not those it is given meanwhile).
+func (f *fleet) round() {
+	for _, id := range f.ids {
+		for _, l := range sortedLeases(f.h, id) {
+			if task := f.h.open[id][l]; task != nil {
+				f.h.answer(id, l, task.Inputs[0].Data[0]+f.lies[id])
+			}
+		}
+	}
+}
+
+// finalValues returns, per shard of job, the value of its last Accept or
+// Correct.
+func finalValues(log []Action, job JobID) map[int]float32 {
+	vals := map[int]float32{}
+	for _, a := range log {
+		if (a.Kind == Accept || a.Kind == Correct) && a.Job == job {
+			vals[a.Shard] = a.Outputs[0].Data[0]
+		}
+	}
+	return vals
+}
+
+// checkOutcome fails the test unless every shard of job ended with its
+// correct value (shard i's value is base+i), no honest address was ever
+// banned, and every liar was.
+func checkOutcome(t *testing.T, h *harness, job JobID, shards int, base float32, honest, liars []byte) {
+	t.Helper()
+	vals := finalValues(h.log, job)
+	var wrong []int
+	for i := range shards {
+		if v, ok := vals[i]; !ok || v != base+float32(i) {
+			wrong = append(wrong, i)
+		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("shards %v of %d end wrong or missing: %v", wrong, shards, vals)
+	}
+	for _, a := range h.log {
+		if a.Kind == Ban && slices.Contains(honest, a.Address[0]) {
+			t.Errorf("honest address %v banned: %s", a.Address[0], a.Reason)
+		}
+	}
+	for _, a := range liars {
+		if !h.s.Caught(addr(a)) {
+			t.Errorf("liar %d never caught", a)
+		}
+	}
+}
+
+func values(shards int, base float32) []float32 {
+	v := make([]float32, shards)
+	for i := range v {
+		v[i] = base + float32(i)
+	}
+	return v
+}
+
+// TestSybilRingCannotOutvoteAnHonestWorker: three fresh identities that
+// agree on the same subtly wrong answer beside one honest worker, all
+// untrusted. A dispute is settled by recomputing the disputed elements,
+// not by vote: the honest worker is never banned, every ring member is
+// caught and no wrong result is left.
+func TestSybilRingCannotOutvoteAnHonestWorker(t *testing.T) {
+	h := newHarness(t, nil)
+	f := newFleet(h)
+	f.add(1, 1, 1, 0)
+	for a := byte(2); a <= 4; a++ {
+		f.add(WorkerID(a), a, 1, 3)
+	}
+	const shards = 12
+	h.submit("j", 0, values(shards, 10)...)
+	f.run(400, DefaultConfig().AuditWait)
+	if find(h.log, JobDone) == nil {
+		t.Fatalf("job not done: %v", h.log)
+	}
+	checkOutcome(t, h, "j", shards, 10, []byte{1}, []byte{2, 3, 4})
+}
