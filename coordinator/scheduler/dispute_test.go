@@ -115,3 +115,30 @@ func TestSybilRingCannotOutvoteAnHonestWorker(t *testing.T) {
 	}
 	checkOutcome(t, h, "j", shards, 10, []byte{1}, []byte{2, 3, 4})
 }
+
+// TestPatientRingIsCaught: four identities work honestly until trusted
+// and then all lie alike, beside two honest trusted workers. Trust only
+// lowers replication: every ring member is caught (by a dispute settled
+// by recompute, or by a canary), the honest ones never are, and every
+// result the ring left is corrected.
+func TestPatientRingIsCaught(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CanaryRate = 0.05 })
+	f := newFleet(h)
+	for a := byte(1); a <= 6; a++ {
+		f.add(WorkerID(a), a, 1, 0)
+	}
+	h.submit("warm", 2, values(60, 1000)...)
+	f.run(400, 0)
+	for a := byte(1); a <= 6; a++ {
+		if ok, _ := h.s.Trusted(addr(a)); !ok {
+			t.Fatalf("address %d not trusted after the warm-up", a)
+		}
+	}
+	for id := WorkerID(3); id <= 6; id++ {
+		f.lies[id] = 3 // the ring turns
+	}
+	const shards = 200
+	h.submit("j", 0, values(shards, 10)...)
+	f.run(2000, DefaultConfig().AuditWait)
+	checkOutcome(t, h, "j", shards, 10, []byte{1, 2}, []byte{3, 4, 5, 6})
+}
