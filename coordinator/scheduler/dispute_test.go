@@ -142,3 +142,28 @@ func TestPatientRingIsCaught(t *testing.T) {
 	f.run(2000, DefaultConfig().AuditWait)
 	checkOutcome(t, h, "j", shards, 10, []byte{1, 2}, []byte{3, 4, 5, 6})
 }
+
+// TestTwoHonestWorkersFinishAfterACheaterIsCaught: two honest identities
+// and a subtle cheater, time standing still. Settling disputes by
+// recompute needs no third identity, and dropping the cheater's results
+// leaves no shard wanting one: the job finishes at once.
+func TestTwoHonestWorkersFinishAfterACheaterIsCaught(t *testing.T) {
+	h := newHarness(t, nil)
+	f := newFleet(h)
+	f.add(1, 1, 2, 0)
+	f.add(3, 3, 2, 2) // the cheater takes shards before the second honest worker
+	f.add(2, 2, 2, 0)
+	const shards = 24
+	h.submit("j", 0, values(shards, 10)...)
+	for range 200 {
+		if find(h.log, JobDone) != nil {
+			break
+		}
+		f.round()
+	}
+	if find(h.log, JobDone) == nil {
+		done := len(finalValues(h.log, "j"))
+		t.Fatalf("job stuck at %d of %d shards with time standing still; open leases %d, pending %d", done, shards, h.s.OpenLeases(), h.s.Pending())
+	}
+	checkOutcome(t, h, "j", shards, 10, []byte{1, 2}, []byte{3})
+}
