@@ -167,3 +167,34 @@ func TestTwoHonestWorkersFinishAfterACheaterIsCaught(t *testing.T) {
 	}
 	checkOutcome(t, h, "j", shards, 10, []byte{1, 2}, []byte{3})
 }
+
+// TestCanariesComeOnlyFromConfirmedResults: two trusted workers that turn
+// and agree on a wrong answer get it accepted; trust alone must not make
+// it a canary's known answer, or an honest worker given that canary would
+// be caught for answering correctly.
+func TestCanariesComeOnlyFromConfirmedResults(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CanaryPool = 1; c.Audit = false })
+	f := newFleet(h)
+	f.add(5, 5, 1, 0)
+	f.add(6, 6, 1, 0)
+	h.submit("warm", 2, values(12, 1000)...)
+	f.run(100, 0)
+	f.lies[5], f.lies[6] = 2, 2 // they turn and collude
+	h.submit("c", 2, 42)
+	f.run(10, 0)
+	if v := finalValues(h.log, "c"); v[0] != 44 {
+		t.Fatalf("colluders' result not accepted: %v", v)
+	}
+	h.s.cfg.CanaryRate = 1
+	f.add(7, 7, 1, 0) // honest
+	h.submit("next", 1, values(20, 100)...)
+	f.run(100, 0)
+	for _, a := range h.log {
+		if a.Kind == Ban && a.Address == addr(7) {
+			t.Fatalf("honest worker banned: %s", a.Reason)
+		}
+	}
+	if h.s.Stats().Canaries == 0 {
+		t.Fatal("no canary was issued")
+	}
+}
