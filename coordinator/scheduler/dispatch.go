@@ -242,6 +242,7 @@ func (s *Scheduler) otherCanTake(failed Address, sh *shard, trustedOnly bool) bo
 func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 	if sh.want == 0 {
 		sh.want = s.replicationFor(sh.job, wk.rep)
+		sh.base = sh.want
 		if sh.want > 1 {
 			s.stats.Replicated++
 		}
@@ -255,7 +256,7 @@ func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 		// A trusted worker's shard, re-issued (its holder left, failed or
 		// was caught) to an untrusted one: one result is no longer enough,
 		// and the other replica goes preferably to a trusted worker.
-		sh.want = 2
+		sh.want, sh.base = 2, 2
 		s.stats.Replicated++
 		s.need(&s.urgent, sh, true)
 	}
@@ -301,8 +302,8 @@ func (s *Scheduler) replicationFor(jb *job, r *reputation) int {
 // vouch for. It reports false when no source fits.
 func (s *Scheduler) assignCanary(now time.Time, wk *worker) bool {
 	for range 4 {
-		c := &s.canaries[s.rng.IntN(len(s.canaries))]
-		if slices.Contains(c.vouched, wk.Address) {
+		c := s.canaries[s.rng.IntN(len(s.canaries))]
+		if slices.Contains(c.vouched, wk.Address) || c.author == wk.Address {
 			continue
 		}
 		if !fits(wk, c.task) {

@@ -99,7 +99,9 @@ func values(shards int, base float32) []float32 {
 // agree on the same subtly wrong answer beside one honest worker, all
 // untrusted. A dispute is settled by recomputing the disputed elements,
 // not by vote: the honest worker is never banned, every ring member is
-// caught and no wrong result is left.
+// caught and no wrong result is left. (An untrusted worker alone cannot
+// finish a job: once the ring is caught, a second honest volunteer
+// joins.)
 func TestSybilRingCannotOutvoteAnHonestWorker(t *testing.T) {
 	h := newHarness(t, nil)
 	f := newFleet(h)
@@ -109,6 +111,8 @@ func TestSybilRingCannotOutvoteAnHonestWorker(t *testing.T) {
 	}
 	const shards = 12
 	h.submit("j", 0, values(shards, 10)...)
+	f.run(400, DefaultConfig().AuditWait)
+	f.add(5, 5, 1, 0)
 	f.run(400, DefaultConfig().AuditWait)
 	if find(h.log, JobDone) == nil {
 		t.Fatalf("job not done: %v", h.log)

@@ -60,6 +60,28 @@ func (c *checker) Agree(t *scheduler.Task, a, b []*tensor.Tensor) bool {
 	return err == nil && cmp.Agree
 }
 
+// Settle settles a dispute between results of t by verify.Settle:
+// recomputing exactly up to verify.SettleSamples of the elements where
+// they differ. A shard verify cannot check at all settles nothing (every
+// result right, incomplete): Check has already failed its job.
+func (c *checker) Settle(t *scheduler.Task, outputs [][]*tensor.Tensor, rng *rand.Rand) scheduler.Settlement {
+	st, err := c.v.Settle(t.Kernel, t.Inputs, outputs, rng, verify.SettleSamples)
+	if err != nil {
+		right := make([]bool, len(outputs))
+		for i := range right {
+			right[i] = true
+		}
+		return scheduler.Settlement{Right: right, Reasons: make([]string, len(outputs))}
+	}
+	return scheduler.Settlement{Right: st.Right, Reasons: st.Reasons, Complete: st.Complete, Checked: st.Checked}
+}
+
+// Confirm recomputes verify.ConfirmRows random rows of out exactly
+// (verify.Confirm).
+func (c *checker) Confirm(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) bool {
+	return c.v.Confirm(t.Kernel, t.Inputs, out, rng, verify.ConfirmRows).OK
+}
+
 func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (*scheduler.Task, []*tensor.Tensor) {
 	in, expected, err := verify.MakeCanary(t.Kernel, t.Inputs, out, rng)
 	if err != nil {
@@ -71,7 +93,7 @@ func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand
 // NewChecker returns the production scheduler.Checker, a
 // scheduler.BatchChecker: coordinator/verify's shape, finiteness,
 // Freivalds and spot checks (spots elements per result, a batch at a
-// time when the scheduler has several), its replica comparison and its
-// canaries. It is not safe for concurrent
+// time when the scheduler has several), its replica comparison, its
+// settlement of disputes by recompute and its canaries. It is not safe for concurrent
 // use, like the scheduler that calls it.
 func NewChecker(spots int) scheduler.Checker { return &checker{v: &verify.Verifier{}, spots: spots} }
