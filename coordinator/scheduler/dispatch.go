@@ -76,7 +76,7 @@ func (s *Scheduler) fillAll(now time.Time) {
 		if !wk.gone && s.urgent.len()+s.fresh.len()+s.audits.len() > 0 {
 			s.fill(now, wk)
 		}
-		if wk.gone || len(wk.leases) >= wk.Window {
+		if wk.gone || len(wk.leases) >= s.window(wk) {
 			wk.idle = false
 		} else {
 			s.idle[k] = wk
@@ -104,7 +104,7 @@ func (s *Scheduler) markIdle(wk *worker) {
 // would otherwise scan ScanLimit of them for every slot of its window.
 func (s *Scheduler) fill(now time.Time, wk *worker) {
 	urgentDry, auditsDry := false, false
-	for len(wk.leases) < wk.Window {
+	for len(wk.leases) < s.window(wk) {
 		if s.cfg.CanaryRate > 0 && len(s.canaries) > 0 && (s.urgent.len() > 0 || s.fresh.len() > 0) &&
 			s.rng.Float64() < s.cfg.CanaryRate {
 			if s.assignCanary(now, wk) {

@@ -16,8 +16,15 @@
 // A job is a list of shard tasks. Each shard needs replicas: a lease gives
 // one replica to one worker until a deadline. A shard is never given twice
 // to the same worker address. Expired leases, workers that leave and worker
-// errors re-issue the replica; a shard that fails Config.MaxAttempts times
-// fails its job with a reason that names the shard and the last error.
+// errors re-issue the replica. An error or an expiry counts against the
+// worker that reports it, not against the shard: each halves its window,
+// and after Config.MaxStrikes in a row (without a valid result) it gets no
+// more work. A shard fails its job only on evidence that it cannot be
+// done: the Checker says so (Checker.Doable: inputs that do not fit the
+// kernel, an empty dimension, a task no message can carry), or
+// Config.ErrorQuorum distinct addresses, one of them trusted, report the
+// same error; the reason names the shard and the error. Workers that leave
+// never fail a shard (volunteers come and go).
 //
 // Every result is first self-checked (shape, finiteness, Freivalds' check,
 // spot checks), whoever sent it: a result that fails is proof of cheating.

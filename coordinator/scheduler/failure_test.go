@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -43,8 +44,27 @@ func TestErrorsAloneDoNotFailAJob(t *testing.T) {
 			noisy++
 		}
 	}
-	if limit := 12 * 8; noisy > limit { // MaxStrikes each
+	if limit := 12 * DefaultConfig().MaxStrikes; noisy > limit {
 		t.Fatalf("the erring identities got %d leases, want at most %d", noisy, limit)
 	}
 	t.Logf("%d leases went to erring identities", noisy)
+}
+
+// TestShardThatCannotBeDoneFailsAtOnce: an error on a shard the Checker
+// says can never be done (Doable) is evidence enough: its job fails at
+// the first error, with the Checker's reason and the worker's error.
+func TestShardThatCannotBeDoneFailsAtOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join(1, 1, 1)
+	h.submit("j", 1, undoable)
+	l := h.leases(1)[0]
+	delete(h.open[1], l)
+	acts := h.record(h.s.WorkerError(h.now, 1, l, "assign does not fit a frame"))
+	a := find(acts, JobFailed)
+	if a == nil || !strings.Contains(a.Reason, "cannot be done: the task cannot be done") || !strings.Contains(a.Reason, "assign does not fit a frame") {
+		t.Fatalf("want the job failed at once: %v", acts)
+	}
+	if h.s.Caught(addr(1)) {
+		t.Fatal("the worker was blamed")
+	}
 }

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -18,7 +19,7 @@ import (
 // and Confirm recompute the answer exactly: a result is right within
 // exactDelta of it, half the tolerance, as verify's bound is. A task whose
 // value is NaN or ±Inf is Unverifiable, as verify reports inputs it cannot
-// check.
+// check, and one whose input is empty cannot be done.
 type valueChecker struct{}
 
 const (
@@ -44,6 +45,17 @@ func (c valueChecker) Settle(t *Task, outs [][]*tensor.Tensor, _ *rand.Rand) Set
 
 func (c valueChecker) Confirm(t *Task, out []*tensor.Tensor, _ *rand.Rand) bool {
 	return c.right(t, out)
+}
+
+// undoable is the value of a task that Doable says cannot be done (its
+// results still check).
+const undoable = -1 << 20
+
+func (valueChecker) Doable(t *Task) error {
+	if len(t.Inputs) != 1 || t.Inputs[0].Len() != 1 || t.Inputs[0].Data[0] == undoable {
+		return errors.New("the task cannot be done")
+	}
+	return nil
 }
 
 func (valueChecker) Check(t *Task, out []*tensor.Tensor, _ *rand.Rand) (Verdict, string) {

@@ -238,14 +238,15 @@ func TestReverifyReplacesAReplicaThatFailsItsSelfCheck(t *testing.T) {
 }
 
 // TestFailedReverifyOfOneShardLeavesTheOthers: in a finished job, a
-// shard whose re-verification fails gives up alone; the job's other
+// shard whose re-verification fails (it errs, and cannot be done) gives
+// up alone; the job's other
 // shards are still re-verified (and corrected).
 func TestFailedReverifyOfOneShardLeavesTheOthers(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Audit = false; c.MaxAttempts = 1 })
+	h := newHarness(t, func(c *Config) { c.Audit = false })
 	wait := DefaultConfig().AuditWait
 	h.join(5, 5, 2)
 	h.join(6, 6, 2)
-	h.submit("c", 0, 10, 20)
+	h.submit("c", 0, undoable, 20)
 	h.respond(5, 2) // colluders agree on subtle lies for both shards
 	h.respond(6, 2)
 	if find(h.log, JobDone) == nil {
@@ -261,7 +262,7 @@ func TestFailedReverifyOfOneShardLeavesTheOthers(t *testing.T) {
 	for range 10 {
 		for w := WorkerID(7); w <= 9; w++ {
 			for _, l := range sortedLeases(h, w) {
-				if h.open[w][l].Inputs[0].Data[0] == 10 { // shard 0 always errs
+				if h.open[w][l].Inputs[0].Data[0] == undoable { // shard 0 always errs
 					delete(h.open[w], l)
 					h.record(h.s.WorkerError(h.now, w, l, "out of memory"))
 				}

@@ -88,9 +88,10 @@ type shard struct {
 	base       int // what want was when the first lease decided it
 	queued     int // needs of this shard waiting in a queue
 	leased     int // outstanding replica leases (audits not counted)
-	attempts   int // errors, expiries and stalemates
+	attempts   int // stalemates (see Config.MaxAttempts)
 	departures int // workers that left holding a replica
 	lastError  string
+	errs       []replicaError // errors and expiries reported (see failReplica)
 	results    []result
 	leases     []*lease  // outstanding leases, audits included
 	tried      []Address // addresses holding a lease or a result: never twice
@@ -148,6 +149,7 @@ type worker struct {
 type reputation struct {
 	run     int // consecutive valid results
 	valid   int
+	strikes int // errors and expiries since the last valid result
 	caught  bool
 	vouched []*shard  // accepted shards this address vouched for
 	stale   int       // about how many of them are of closed jobs (see ForgetJob)
@@ -299,7 +301,8 @@ func (s *Scheduler) removeWorker(wk *worker, why string) {
 }
 
 // WorkerError records that a worker could not compute a lease; the replica
-// is re-issued (counting as a failed attempt).
+// is re-issued. The error counts against the worker (see failure.go); the
+// shard fails only when that proves it cannot be done.
 func (s *Scheduler) WorkerError(now time.Time, id WorkerID, lid LeaseID, msg string) []Action {
 	s.begin(now)
 	l := s.leases[lid]
@@ -485,6 +488,7 @@ func (s *Scheduler) valid(r *reputation) {
 	was := s.isTrusted(r)
 	r.run++
 	r.valid++
+	r.strikes = 0
 	if !was && s.isTrusted(r) {
 		s.trusted += len(r.conns)
 	}
@@ -702,7 +706,7 @@ func (s *Scheduler) dropLease(l *lease) {
 			sh.leases = slices.Delete(sh.leases, i, i+1)
 		}
 	}
-	if !l.worker.gone && len(l.worker.leases) < l.worker.Window {
+	if !l.worker.gone && len(l.worker.leases) < s.window(l.worker) {
 		s.markIdle(l.worker)
 	}
 }

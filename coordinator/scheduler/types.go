@@ -120,6 +120,10 @@ type Checker interface {
 	// confirmation, which a result needs before it may become a
 	// canary's known answer.
 	Confirm(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) bool
+	// Doable reports why t can never be computed (its inputs do not fit
+	// its kernel, an empty dimension, a task no message can carry), or
+	// nil. The scheduler asks when a worker reports an error.
+	Doable(t *Task) error
 	// Canary derives a new task from a verified one (rows permuted, say)
 	// and the outputs a correct worker returns for it; a nil task means
 	// none can be made from t.
@@ -166,14 +170,22 @@ type Checked struct {
 type Config struct {
 	// LeaseTimeout is how long a worker may hold a lease.
 	LeaseTimeout time.Duration
-	// MaxAttempts is how many failed replicas (errors, expiries, departures)
-	// and stalemates (MaxReplicas results that a settlement found all
-	// right yet not agreeing) a shard tolerates before its job fails.
+	// MaxAttempts is how many times a shard's replicas may end without a
+	// decision (MaxReplicas results that a settlement found all right yet
+	// not agreeing) before its job fails.
 	MaxAttempts int
 	// MaxReplicas caps the results gathered for one shard before the
 	// shard starts again (see MaxAttempts).
 	MaxReplicas int
-
+	// ErrorQuorum is how many distinct addresses, one of them trusted,
+	// must report the same error (or expire) on a shard before it fails
+	// its job: errors count against the workers that report them, and a
+	// shard fails only on evidence that it cannot be done.
+	ErrorQuorum int
+	// MaxStrikes is how many errors and expiries in a row (without a
+	// valid result between them) an address may have before it gets no
+	// more work; each halves its window.
+	MaxStrikes int
 	// TrustRun is the run of consecutive valid results after which an
 	// address is trusted.
 	TrustRun int
@@ -211,6 +223,8 @@ func DefaultConfig() Config {
 		LeaseTimeout:   30 * time.Second,
 		MaxAttempts:    8,
 		MaxReplicas:    7,
+		ErrorQuorum:    3,
+		MaxStrikes:     8,
 		TrustRun:       10,
 		MinReplication: 0.02,
 		CanaryRate:     0.01,
@@ -302,4 +316,5 @@ type Stats struct {
 	Replicated     int // shards whose first assignment asked for two or more replicas
 	TieBreakers    int // extra replicas asked because a settlement could not decide
 	Settlements    int // disputes settled by recomputing disputed elements
+	Errors         int // errors and expiries, counted against their workers
 }

@@ -2,10 +2,12 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/verify"
+	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -80,6 +82,15 @@ func (c *checker) Settle(t *scheduler.Task, outputs [][]*tensor.Tensor, rng *ran
 // (verify.Confirm).
 func (c *checker) Confirm(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) bool {
 	return c.v.Confirm(t.Kernel, t.Inputs, out, rng, verify.ConfirmRows).OK
+}
+
+// Doable reports why t can never be computed: verify.Doable's shapes, or
+// more tensors than an Assign can name.
+func (c *checker) Doable(t *scheduler.Task) error {
+	if n := len(t.Inputs); n > protocol.MaxTensors {
+		return fmt.Errorf("%w: %d input tensors, more than an assign can carry (%d)", verify.ErrUnverifiable, n, protocol.MaxTensors)
+	}
+	return verify.Doable(t.Kernel, t.Inputs)
 }
 
 func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (*scheduler.Task, []*tensor.Tensor) {

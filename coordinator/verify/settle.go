@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/neurolov/neurolov/shaders"
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -205,4 +206,23 @@ func (v *Verifier) Confirm(kernel string, inputs, outputs []*tensor.Tensor, rng 
 		}
 	}
 	return Verdict{OK: true, Method: MethodSettle}
+}
+
+// Doable reports why a shard of kernel with inputs can never be computed
+// (an error wrapping ErrUnverifiable), or nil: its inputs must fit the
+// kernel and every dimension must be at least 1. It is what the coordinator knows of a shard
+// without a result, and it costs O(len(inputs)).
+func Doable(kernel string, inputs []*tensor.Tensor) error {
+	for i, t := range inputs {
+		if t == nil || tensor.NumElements(t.Shape) != len(t.Data) {
+			return fmt.Errorf("%w: %w: input %d is nil or its data does not fit its shape", ErrUnverifiable, shaders.ErrInputs, i)
+		}
+		if slices.Contains(t.Shape, 0) {
+			return fmt.Errorf("%w: %w: input %d has the empty shape %v", ErrUnverifiable, shaders.ErrInputs, i, t.Shape)
+		}
+	}
+	if _, err := shaders.OutputShapes(kernel, inputs); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnverifiable, err)
+	}
+	return nil
 }

@@ -176,3 +176,27 @@ func TestConfirmCatchesAWrongRow(t *testing.T) {
 		}
 	}
 }
+
+// TestDoable: shards whose inputs do not fit their kernel, or hold an
+// empty dimension, can never be done.
+func TestDoable(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		kernel string
+		inputs []*tensor.Tensor
+		ok     bool
+	}{
+		{"matmul", shaders.Matmul, []*tensor.Tensor{tensor.New(2, 3), tensor.New(3, 4)}, true},
+		{"inner dimension 0", shaders.Matmul, []*tensor.Tensor{tensor.New(2, 0), tensor.New(0, 4)}, false},
+		{"mismatched", shaders.Matmul, []*tensor.Tensor{tensor.New(2, 3), tensor.New(4, 4)}, false},
+		{"mlp layer of width 0", shaders.MLPInfer, []*tensor.Tensor{tensor.New(2, 3), tensor.New(3, 0), tensor.New(0)}, false},
+		{"unknown kernel", "conv", []*tensor.Tensor{tensor.New(2, 3)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := verify.Doable(tc.kernel, tc.inputs)
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, verify.ErrUnverifiable)) {
+				t.Fatalf("Doable = %v, want ok = %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -128,6 +128,8 @@ func (t *timedChecker) Confirm(task *scheduler.Task, out []*tensor.Tensor, rng *
 	return ok
 }
 
+func (t *timedChecker) Doable(task *scheduler.Task) error { return t.inner.Doable(task) }
+
 func (t *timedChecker) Canary(task *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (*scheduler.Task, []*tensor.Tensor) {
 	start := rusage.Thread()
 	c, e := t.inner.Canary(task, out, rng)
