@@ -1,9 +1,12 @@
 package scheduler
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/neurolov/neurolov/tensor"
 )
 
 // fleet answers every open lease of its workers, each worker honestly or
@@ -200,5 +203,51 @@ func TestCanariesComeOnlyFromConfirmedResults(t *testing.T) {
 	}
 	if h.s.Stats().Canaries == 0 {
 		t.Fatal("no canary was issued")
+	}
+}
+
+// countingChecker is valueChecker counting its Check calls.
+type countingChecker struct {
+	valueChecker
+	checks int
+}
+
+func (c *countingChecker) Check(t *Task, out []*tensor.Tensor, rng *rand.Rand) (Verdict, string) {
+	c.checks++
+	return c.valueChecker.Check(t, out, rng)
+}
+
+// TestTrustLowersReplicationOnly: a trusted worker's shards are taken
+// alone, but every one of its results is still checked, and a gross lie
+// is caught at once; a result accepted without a trusted voucher is still
+// audited.
+func TestTrustLowersReplicationOnly(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	cc := &countingChecker{}
+	h.s.check = cc
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	h.leave(2)
+	before, single := cc.checks, h.s.Stats().SingleAccepted
+	h.submit("t", 0, values(5, 10)...)
+	h.respond(1, 0)
+	if got := h.s.Stats().SingleAccepted - single; got != 5 {
+		t.Fatalf("%d of 5 shards accepted on the trusted worker's word alone", got)
+	}
+	if got := cc.checks - before; got != 5 {
+		t.Fatalf("%d checks for 5 results of a trusted worker", got)
+	}
+	h.submit("lie", 0, 7)
+	if acts := h.respond(1, 5000); find(acts, Ban) == nil {
+		t.Fatalf("a trusted worker's gross lie not caught: %v", acts)
+	}
+	h.join(3, 3, 1)
+	h.join(4, 4, 1)
+	h.submit("u", 0, 3)
+	h.respond(3, 0)
+	h.respond(4, 0)
+	if find(h.log, JobDone) == nil || !slices.ContainsFunc(h.s.audits.items, func(n need) bool { return n.sh != nil && n.sh.job.id == "u" }) {
+		t.Fatal("a result two untrusted workers agreed on is not audited")
 	}
 }
