@@ -76,7 +76,7 @@ func (s *Scheduler) fillAll(now time.Time) {
 		if !wk.gone && s.urgent.len()+s.fresh.len()+s.audits.len() > 0 {
 			s.fill(now, wk)
 		}
-		if wk.gone || len(wk.leases) >= wk.Window {
+		if wk.gone || len(wk.leases) >= s.window(wk) {
 			wk.idle = false
 		} else {
 			s.idle[k] = wk
@@ -104,7 +104,7 @@ func (s *Scheduler) markIdle(wk *worker) {
 // would otherwise scan ScanLimit of them for every slot of its window.
 func (s *Scheduler) fill(now time.Time, wk *worker) {
 	urgentDry, auditsDry := false, false
-	for len(wk.leases) < wk.Window {
+	for len(wk.leases) < s.window(wk) {
 		if s.cfg.CanaryRate > 0 && len(s.canaries) > 0 && (s.urgent.len() > 0 || s.fresh.len() > 0) &&
 			s.rng.Float64() < s.cfg.CanaryRate {
 			if s.assignCanary(now, wk) {
@@ -242,6 +242,7 @@ func (s *Scheduler) otherCanTake(failed Address, sh *shard, trustedOnly bool) bo
 func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 	if sh.want == 0 {
 		sh.want = s.replicationFor(sh.job, wk.rep)
+		sh.base = sh.want
 		if sh.want > 1 {
 			s.stats.Replicated++
 		}
@@ -255,7 +256,7 @@ func (s *Scheduler) assign(now time.Time, wk *worker, sh *shard, audit bool) {
 		// A trusted worker's shard, re-issued (its holder left, failed or
 		// was caught) to an untrusted one: one result is no longer enough,
 		// and the other replica goes preferably to a trusted worker.
-		sh.want = 2
+		sh.want, sh.base = 2, 2
 		s.stats.Replicated++
 		s.need(&s.urgent, sh, true)
 	}
@@ -301,8 +302,8 @@ func (s *Scheduler) replicationFor(jb *job, r *reputation) int {
 // vouch for. It reports false when no source fits.
 func (s *Scheduler) assignCanary(now time.Time, wk *worker) bool {
 	for range 4 {
-		c := &s.canaries[s.rng.IntN(len(s.canaries))]
-		if slices.Contains(c.vouched, wk.Address) {
+		c := s.canaries[s.rng.IntN(len(s.canaries))]
+		if slices.Contains(c.vouched, wk.Address) || c.author == wk.Address {
 			continue
 		}
 		if !fits(wk, c.task) {

@@ -16,14 +16,27 @@
 // A job is a list of shard tasks. Each shard needs replicas: a lease gives
 // one replica to one worker until a deadline. A shard is never given twice
 // to the same worker address. Expired leases, workers that leave and worker
-// errors re-issue the replica; a shard that fails Config.MaxAttempts times
-// fails its job with a reason that names the shard and the last error.
+// errors re-issue the replica. An error or an expiry counts against the
+// worker that reports it, not against the shard: each halves its window,
+// and after Config.MaxStrikes in a row (without a valid result) it gets no
+// more work. A shard fails its job only on evidence that it cannot be
+// done: the Checker says so (Checker.Doable: inputs that do not fit the
+// kernel, an empty dimension, a task no message can carry), or
+// Config.ErrorQuorum distinct addresses, one of them trusted, report the
+// same error; the reason names the shard and the error. Workers that leave
+// never fail a shard (volunteers come and go).
 //
 // Every result is first self-checked (shape, finiteness, Freivalds' check,
-// spot checks): a result that fails is proof of cheating. Results that pass
-// are compared with the shard's other replicas element by element; when they
-// disagree a tie-breaker is issued (preferably to a trusted worker) and the
-// majority decides; the minority is caught. A result whose shard cannot be
+// spot checks), whoever sent it: a result that fails is proof of cheating.
+// Results that pass are compared with the shard's other replicas element by
+// element. A vote never decides what is true: when they disagree the
+// Checker settles the dispute (Checker.Settle) by recomputing exactly a
+// bounded random sample of the elements where they differ, and each result
+// wrong there is caught — only a result the coordinator recomputed convicts
+// its author, so an honest minority is never banned. The results left
+// decide the shard when the settlement recomputed every disputed element
+// (one result then suffices) or when they are as many as it wanted;
+// otherwise one more replica is asked. A result whose shard cannot be
 // checked at all (Unverifiable: inputs holding NaN or ±Inf, a product that
 // may overflow float32) fails the job with that reason, blaming, banning
 // and paying nobody.
@@ -36,12 +49,20 @@
 // probability max(Config.MinReplication, 1/run); on top of that every
 // worker receives canaries at Config.CanaryRate — already-verified shards
 // with rows permuted, indistinguishable from new work — whose answers are
-// known. A job may force a replication factor instead.
+// known. Trust lowers replication and nothing else: a trusted worker's
+// results are self-checked and settled like anyone's, results accepted
+// without a trusted voucher are audited by one more replica, and a result
+// becomes a canary's known answer only once the coordinator confirmed it
+// itself (a complete settlement, or Checker.Confirm's exact recompute of
+// sampled rows), never on trust. A canary answer that differs from the
+// known one is settled by recompute too: a wrong known answer catches its
+// author, not the honest worker. A job may force a replication factor
+// instead.
 //
 // A caught address gets no more work (Ban), forfeits its unsettled pay
-// (Forfeit), and every shard it vouched for is verified again by two other
-// workers; if the new majority disagrees with what was accepted, the result
-// is replaced (Correct) and the other vouchers of the wrong result are
-// caught too. Identities are free, so a caught cheater may come back under a
+// (Forfeit), and every shard it vouched for is verified again by one other
+// worker; if it disagrees with what was accepted, the dispute is settled by
+// recompute, a wrong accepted result is replaced (Correct) and its author
+// caught. Identities are free, so a caught cheater may come back under a
 // new address and starts again untrusted.
 package scheduler

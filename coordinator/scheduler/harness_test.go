@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -14,14 +15,48 @@ import (
 // single value in its first input; a result "passes self-check" unless it is
 // grossly wrong (off by more than grossDelta) and two results agree within
 // agreeDelta. That models what Freivalds' check catches (gross errors) and
-// what only replicas and canaries catch (subtle ones). A task whose value
-// is NaN or ±Inf is Unverifiable, as verify reports inputs it cannot check.
+// what only replicas, settlements and canaries catch (subtle ones). Settle
+// and Confirm recompute the answer exactly: a result is right within
+// exactDelta of it, half the tolerance, as verify's bound is. A task whose
+// value is NaN or ±Inf is Unverifiable, as verify reports inputs it cannot
+// check, and one whose input is empty cannot be done.
 type valueChecker struct{}
 
 const (
 	grossDelta = 100
 	agreeDelta = 0.5
+	exactDelta = agreeDelta / 2
 )
+
+// right reports whether out is within exactDelta of t's answer.
+func (valueChecker) right(t *Task, out []*tensor.Tensor) bool {
+	return len(out) == 1 && out[0].Len() == 1 && math.Abs(float64(out[0].Data[0]-t.Inputs[0].Data[0])) <= exactDelta
+}
+
+func (c valueChecker) Settle(t *Task, outs [][]*tensor.Tensor, _ *rand.Rand) Settlement {
+	st := Settlement{Right: make([]bool, len(outs)), Reasons: make([]string, len(outs)), Complete: true, Checked: 1}
+	for i, o := range outs {
+		if st.Right[i] = c.right(t, o); !st.Right[i] {
+			st.Reasons[i] = "off the exact value"
+		}
+	}
+	return st
+}
+
+func (c valueChecker) Confirm(t *Task, out []*tensor.Tensor, _ *rand.Rand) bool {
+	return c.right(t, out)
+}
+
+// undoable is the value of a task that Doable says cannot be done (its
+// results still check).
+const undoable = -1 << 20
+
+func (valueChecker) Doable(t *Task) error {
+	if len(t.Inputs) != 1 || t.Inputs[0].Len() != 1 || t.Inputs[0].Data[0] == undoable {
+		return errors.New("the task cannot be done")
+	}
+	return nil
+}
 
 func (valueChecker) Check(t *Task, out []*tensor.Tensor, _ *rand.Rand) (Verdict, string) {
 	if in := float64(t.Inputs[0].Data[0]); math.IsNaN(in) || math.IsInf(in, 0) {

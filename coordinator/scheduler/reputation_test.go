@@ -97,7 +97,7 @@ func TestCanaryCatchesTrustedSubtleCheater(t *testing.T) {
 	h.join(3, 3, 1)
 	h.leave(2)
 	values := make([]float32, 50)
-	h.submit("work", 0, values...)
+	h.submit("work", 1, values...) // one replica each: only canaries check
 	caught := false
 	for i := 0; i < 200 && !caught; i++ {
 		h.respond(1, 0)
@@ -108,23 +108,26 @@ func TestCanaryCatchesTrustedSubtleCheater(t *testing.T) {
 		}
 	}
 	if !caught {
-		t.Fatal("subtle cheater never caught by canaries or replicas")
+		t.Fatal("subtle cheater never caught by canaries")
 	}
 	if h.s.Stats().Canaries == 0 {
 		t.Fatal("no canaries issued")
 	}
 }
 
-func TestColludersOutvoteButAreCaughtOnReverify(t *testing.T) {
+// TestColludersAreCorrectedOnReverify: two colluders (addresses 5, 6)
+// take the same shard and agree on a subtle wrong answer; it is accepted.
+// When one is caught elsewhere, re-verification recomputes the dispute
+// with a fresh replica, corrects the result and catches its author. The
+// other colluder only agreed with it: that is no proof, and nobody is
+// caught without a recompute of their own result.
+func TestColludersAreCorrectedOnReverify(t *testing.T) {
 	h := newHarness(t, nil)
-	// Two colluders (addresses 5, 6) take the same shard and agree on a
-	// subtle wrong answer; it is accepted. When one is caught elsewhere,
-	// re-verification overturns it and catches the other.
 	h.join(5, 5, 1)
 	h.join(6, 6, 1)
 	h.submit("c", 0, 42)
-	h.respond(5, 2)
-	acts := h.respond(6, 2)
+	h.respond(6, 2) // 6 answers first: its result is the one stored
+	acts := h.respond(5, 2)
 	if find(acts, Accept) == nil {
 		t.Fatalf("agreeing colluders not accepted: %v", acts)
 	}
@@ -140,11 +143,16 @@ func TestColludersOutvoteButAreCaughtOnReverify(t *testing.T) {
 		h.respond(8, 0)
 		h.respond(6, 0)
 	}
-	if !h.s.Caught(addr(6)) {
-		t.Fatalf("colluder 6 not caught after re-verification: %v", h.log)
-	}
 	if c := find(h.log, Correct); c == nil || c.Job != "c" || c.Outputs[0].Data[0] != 42 {
 		t.Fatal("colluded result not corrected")
+	}
+	if !h.s.Caught(addr(6)) {
+		t.Fatalf("colluder 6, whose wrong result was stored, not caught: %v", h.log)
+	}
+	for _, a := range []byte{7, 8} {
+		if h.s.Caught(addr(a)) {
+			t.Fatalf("honest %d caught", a)
+		}
 	}
 }
 
@@ -230,14 +238,15 @@ func TestReverifyReplacesAReplicaThatFailsItsSelfCheck(t *testing.T) {
 }
 
 // TestFailedReverifyOfOneShardLeavesTheOthers: in a finished job, a
-// shard whose re-verification fails gives up alone; the job's other
+// shard whose re-verification fails (it errs, and cannot be done) gives
+// up alone; the job's other
 // shards are still re-verified (and corrected).
 func TestFailedReverifyOfOneShardLeavesTheOthers(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Audit = false; c.MaxAttempts = 2 })
+	h := newHarness(t, func(c *Config) { c.Audit = false })
 	wait := DefaultConfig().AuditWait
 	h.join(5, 5, 2)
 	h.join(6, 6, 2)
-	h.submit("c", 0, 10, 20)
+	h.submit("c", 0, undoable, 20)
 	h.respond(5, 2) // colluders agree on subtle lies for both shards
 	h.respond(6, 2)
 	if find(h.log, JobDone) == nil {
@@ -253,7 +262,7 @@ func TestFailedReverifyOfOneShardLeavesTheOthers(t *testing.T) {
 	for range 10 {
 		for w := WorkerID(7); w <= 9; w++ {
 			for _, l := range sortedLeases(h, w) {
-				if h.open[w][l].Inputs[0].Data[0] == 10 { // shard 0 always errs
+				if h.open[w][l].Inputs[0].Data[0] == undoable { // shard 0 always errs
 					delete(h.open[w], l)
 					h.record(h.s.WorkerError(h.now, w, l, "out of memory"))
 				}

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -34,7 +33,7 @@ type Scheduler struct {
 	trusted int       // connected trusted workers, for tie-breaker routing
 	gpus    int       // connected native-gpu workers, for heavy routing
 
-	canaries []canarySource
+	canaries []*canarySource
 	nextCan  int
 
 	now   time.Time // time of the event being handled
@@ -86,11 +85,13 @@ type shard struct {
 	state shardState
 
 	want       int // agreeing results wanted; 0 until the first lease decides
+	base       int // what want was when the first lease decided it
 	queued     int // needs of this shard waiting in a queue
 	leased     int // outstanding replica leases (audits not counted)
-	attempts   int // errors and expiries
+	attempts   int // stalemates (see Config.MaxAttempts)
 	departures int // workers that left holding a replica
 	lastError  string
+	errs       []replicaError // errors and expiries reported (see failReplica)
 	results    []result
 	leases     []*lease  // outstanding leases, audits included
 	tried      []Address // addresses holding a lease or a result: never twice
@@ -102,6 +103,7 @@ type shard struct {
 	triedBuf  [2]Address
 
 	accepted []*tensor.Tensor
+	author   Address // whose outputs accepted are: convicted if they are found wrong
 	vouchers []Address
 	reverify bool // verifying again after a voucher was caught
 	audited  bool // an audit replica agreed with the accepted result
@@ -119,6 +121,9 @@ func (sh *shard) dropResults() {
 type result struct {
 	addr    Address
 	outputs []*tensor.Tensor
+	// accepted marks the accepted result of a shard being re-verified
+	// (addr is then its author).
+	accepted bool
 }
 
 type lease struct {
@@ -144,6 +149,7 @@ type worker struct {
 type reputation struct {
 	run     int // consecutive valid results
 	valid   int
+	strikes int // errors and expiries since the last valid result
 	caught  bool
 	vouched []*shard  // accepted shards this address vouched for
 	stale   int       // about how many of them are of closed jobs (see ForgetJob)
@@ -154,6 +160,7 @@ type canarySource struct {
 	task    *Task
 	outputs []*tensor.Tensor
 	vouched []Address
+	author  Address // whose outputs these are
 }
 
 // New returns a scheduler with cfg, drawing randomness from rng and judging
@@ -294,7 +301,8 @@ func (s *Scheduler) removeWorker(wk *worker, why string) {
 }
 
 // WorkerError records that a worker could not compute a lease; the replica
-// is re-issued (counting as a failed attempt).
+// is re-issued. The error counts against the worker (see failure.go); the
+// shard fails only when that proves it cannot be done.
 func (s *Scheduler) WorkerError(now time.Time, id WorkerID, lid LeaseID, msg string) []Action {
 	s.begin(now)
 	l := s.leases[lid]
@@ -465,338 +473,6 @@ func (s *Scheduler) result(id WorkerID, lid LeaseID, outputs []*tensor.Tensor) {
 	}
 }
 
-func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
-	s.stats.Canaries++
-	switch v, why := s.verdict(l, outputs); v {
-	case Valid:
-	case Unverifiable:
-		// Not the worker's fault (nor, as its source was verified, one
-		// that should happen): refuse the result, blame nobody.
-		s.reject(wk, l, "canary cannot be verified: "+why)
-		return
-	default:
-		s.reject(wk, l, "canary: "+why)
-		s.caught(wk.Address, "failed a self-check: "+why)
-		return
-	}
-	if !s.check.Agree(l.task, l.expected, outputs) {
-		s.reject(wk, l, "canary answer differs from the known result")
-		s.caught(wk.Address, "returned a wrong answer to a shard whose result was known")
-		return
-	}
-	s.valid(wk.rep)
-	s.emit(Action{Kind: Pay, Address: wk.Address, FLOPs: l.task.FLOPs})
-}
-
-func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
-	sh := l.shard
-	if (sh.state == shardAccepted && !sh.reverify) || sh.job.closed() {
-		s.reject(wk, l, "shard no longer needs this replica")
-		return
-	}
-	switch v, why := s.verdict(l, outputs); v {
-	case Valid:
-	case Unverifiable:
-		s.reject(wk, l, "shard cannot be verified: "+why)
-		s.unverifiable(sh, why)
-		return
-	default:
-		s.reject(wk, l, why)
-		s.caught(wk.Address, "failed a self-check: "+why)
-		switch {
-		case sh.state == shardPending:
-			s.need(&s.urgent, sh, false)
-		case sh.reverify:
-			s.needStrict(sh) // or the re-verification waits forever
-		}
-		return
-	}
-	sh.results = append(sh.results, result{addr: wk.Address, outputs: outputs})
-	if len(sh.results) >= sh.want {
-		s.resolve(sh)
-	}
-}
-
-// unverifiable handles a result whose shard cannot be checked at all (see
-// Unverifiable): the job fails with the reason, blaming, banning and paying
-// nobody for the shard.
-func (s *Scheduler) unverifiable(sh *shard, why string) {
-	s.failShard(sh, fmt.Sprintf("shard %d cannot be verified: %s", sh.index, why))
-}
-
-// auditResult compares an audit replica with the accepted result; a
-// disagreement re-verifies the shard (and the majority then decides who
-// lied: the auditor or the vouchers).
-func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
-	sh := l.shard
-	s.stats.Audits++
-	if sh.state != shardAccepted || sh.reverify || sh.audited || sh.job.closed() {
-		s.reject(wk, l, "shard no longer needs this replica")
-		return
-	}
-	switch v, why := s.verdict(l, outputs); v {
-	case Valid:
-	case Unverifiable:
-		// The accepted result passed the same check; whatever changed,
-		// the auditor is not to blame and another audit would not help.
-		s.reject(wk, l, "shard cannot be verified: "+why)
-		return
-	default:
-		s.reject(wk, l, why)
-		s.caught(wk.Address, "failed a self-check: "+why)
-		s.needAudit(sh)
-		return
-	}
-	if s.check.Agree(&sh.task, sh.accepted, outputs) {
-		sh.audited = true
-		s.addVouchers(sh, []Address{wk.Address})
-		if s.isTrusted(wk.rep) && s.cfg.CanaryPool > 0 {
-			s.addCanarySource(canarySource{task: &sh.task, outputs: sh.accepted, vouched: append(slices.Clone(sh.vouchers), wk.Address)})
-		}
-		s.valid(wk.rep)
-		s.emit(Action{Kind: Pay, Address: wk.Address, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
-		return
-	}
-	s.reverify(sh, &result{addr: wk.Address, outputs: outputs}, 1)
-}
-
-// addVouchers records addrs as vouching for sh's accepted result.
-func (s *Scheduler) addVouchers(sh *shard, addrs []Address) {
-	for _, a := range addrs {
-		sh.vouchers = append(sh.vouchers, a)
-		r := s.rep(a)
-		r.vouched = append(r.vouched, sh)
-	}
-}
-
-// reverify reopens an accepted shard: the accepted result stays in the
-// vote through each voucher not (yet) caught, extra (an audit's result,
-// say) joins it, and fresh more replicas are asked of workers that did not
-// vouch, trusted ones whenever any is connected. resolve then decides, and
-// a voucher on the losing side is caught.
-func (s *Scheduler) reverify(sh *shard, extra *result, fresh int) {
-	sh.reverify = true
-	sh.results = sh.results[:0]
-	sh.tried = sh.tried[:0]
-	for _, a := range sh.vouchers {
-		if r := s.reps[a]; r == nil || !r.caught {
-			sh.results = append(sh.results, result{addr: a, outputs: sh.accepted})
-		}
-	}
-	if extra != nil {
-		sh.results = append(sh.results, *extra)
-		sh.tried = append(sh.tried, extra.addr)
-	}
-	sh.want = len(sh.results) + fresh
-	for range fresh {
-		s.needStrict(sh)
-	}
-}
-
-// resolve decides a shard once it has the results it wanted.
-func (s *Scheduler) resolve(sh *shard) {
-	n := len(sh.results)
-	if n == 1 {
-		if sh.job.replication == 0 && !s.isTrusted(s.rep(sh.results[0].addr)) {
-			// Adaptive replication accepts one result only from a trusted
-			// worker (assign raises want when an untrusted one takes a
-			// trusted worker's shard; this is the backstop).
-			sh.want = 2
-			s.need(&s.urgent, sh, true)
-			return
-		}
-		s.accept(sh, []int{0}, "freivalds+spot, single trusted replica")
-		return
-	}
-	// Find the heaviest group agreeing with one representative; a trusted
-	// address's vote weighs TrustedWeight, a new identity's 1.
-	// Small votes group on the stack: append moves a slice to the heap
-	// only past maxInline results.
-	var groupBuf, bestBuf, weightBuf [maxInline]int
-	var bestGroup []int
-	best, total := 0, 0
-	weights := weightBuf[:0] // weight of the group agreeing with result i
-	for i := 0; i < n; i++ {
-		total += s.weight(sh.results[i].addr)
-		group := append(groupBuf[:0], i)
-		for j := 0; j < n; j++ {
-			if j != i && s.check.Agree(&sh.task, sh.results[i].outputs, sh.results[j].outputs) {
-				group = append(group, j)
-			}
-		}
-		weights = append(weights, s.groupWeight(sh, group))
-		if weights[i] > best {
-			bestGroup, best = append(bestBuf[:0], group...), weights[i]
-		}
-		if len(group) == n {
-			break
-		}
-	}
-	second := 0 // the heaviest group outside the best one
-	for i, w := range weights {
-		if !slices.Contains(bestGroup, i) {
-			second = max(second, w)
-		}
-	}
-	if len(bestGroup) == n {
-		s.accept(sh, bestGroup, allAgree(n))
-		return
-	}
-	// A dispute is decided by at least two agreeing results that outweigh
-	// the rest.
-	// At the replica cap a strictly heaviest group of two or more wins
-	// (plurality), so that cheaters who disagree among themselves cannot
-	// stall a job; audits and later catches still re-verify it.
-	decided := 2*best > total || (n >= s.cfg.MaxReplicas && best > second)
-	if len(bestGroup) >= 2 && decided {
-		slices.Sort(bestGroup)
-		var minority []Address
-		for j := range sh.results {
-			if _, in := slices.BinarySearch(bestGroup, j); !in {
-				minority = append(minority, sh.results[j].addr)
-			}
-		}
-		s.accept(sh, bestGroup, fmt.Sprintf("freivalds+spot, majority %d/%d", len(bestGroup), n))
-		for _, a := range minority {
-			s.caught(a, "outvoted by agreeing replicas")
-		}
-		return
-	}
-	if n >= s.cfg.MaxReplicas {
-		// A stalemate (equal groups of conflicting answers): start the
-		// shard's vote again with fresh workers, trusted ones whenever any
-		// is connected, counting it as a failed attempt.
-		sh.attempts++
-		sh.lastError = fmt.Sprintf("%d replicas never reached a majority", n)
-		if sh.attempts >= s.cfg.MaxAttempts {
-			s.failShard(sh, fmt.Sprintf("shard %d: %s, %d times", sh.index, sh.lastError, sh.attempts))
-			return
-		}
-		sh.results = sh.results[:0]
-		sh.want = 2
-		s.needStrict(sh)
-		s.needStrict(sh)
-		return
-	}
-	sh.want = n + 1
-	s.stats.TieBreakers++
-	if n >= 3 {
-		s.needStrict(sh) // a second tie-breaker: only a trusted worker, if any
-	} else {
-		s.need(&s.urgent, sh, true)
-	}
-}
-
-// maxInline is the number of results resolve groups without allocating.
-const maxInline = 8
-
-// agreeMethods are the methods of unanimous votes, made once.
-var agreeMethods = func() (m [maxInline + 1]string) {
-	for n := range m {
-		m[n] = fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n)
-	}
-	return m
-}()
-
-// allAgree names the method of a unanimous vote of n results.
-func allAgree(n int) string {
-	if n < len(agreeMethods) {
-		return agreeMethods[n]
-	}
-	return fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n)
-}
-
-// TrustedWeight is the weight of a trusted address's vote in a dispute.
-const TrustedWeight = 3
-
-func (s *Scheduler) weight(a Address) int {
-	if r := s.reps[a]; r != nil && s.isTrusted(r) {
-		return TrustedWeight
-	}
-	return 1
-}
-
-func (s *Scheduler) groupWeight(sh *shard, group []int) int {
-	w := 0
-	for _, g := range group {
-		w += s.weight(sh.results[g].addr)
-	}
-	return w
-}
-
-func (s *Scheduler) accept(sh *shard, group []int, method string) {
-	jb := sh.job
-	replicas := len(sh.results)
-	rep := sh.results[group[0]].outputs
-	vouchers := make([]Address, len(group))
-	for i, g := range group {
-		vouchers[i] = sh.results[g].addr
-	}
-	if sh.reverify {
-		// The old result took part in the vote through its surviving
-		// vouchers (see reverify); vouchers on the losing side are caught
-		// by resolve, and only new replicas are paid.
-		old, oldVouchers := sh.accepted, sh.vouchers
-		sh.reverify = false
-		sh.state = shardAccepted
-		sh.audited = true
-		corrected := !s.check.Agree(&sh.task, old, rep)
-		if corrected {
-			s.stats.Corrections++
-			sh.accepted, sh.vouchers = rep, vouchers
-			s.emit(Action{Kind: Correct, Job: jb.id, Shard: sh.index, Outputs: rep, Vouchers: vouchers, Replicas: replicas, Method: "re-verified: " + method})
-			for _, a := range vouchers {
-				s.rep(a).vouched = append(s.rep(a).vouched, sh)
-			}
-		}
-		var fresh []Address
-		for _, a := range vouchers {
-			if !slices.Contains(oldVouchers, a) {
-				fresh = append(fresh, a)
-			}
-		}
-		if !corrected {
-			// Confirmed: the new replicas vouch for the result too, so
-			// that catching one of them later re-verifies it again.
-			s.addVouchers(sh, fresh)
-		}
-		s.payAll(sh, fresh)
-		s.cancelLeases(sh, "shard already verified", true) // and audited
-		sh.dropResults()
-		return
-	}
-	sh.state = shardAccepted
-	sh.accepted, sh.vouchers = rep, vouchers
-	s.stats.Accepted++
-	trusted := s.anyTrusted(vouchers)
-	if s.cfg.Audit && !trusted {
-		s.needAudit(sh)
-	}
-	if len(group) == 1 {
-		s.stats.SingleAccepted++
-	}
-	s.emit(Action{Kind: Accept, Job: jb.id, Shard: sh.index, Outputs: rep, Vouchers: vouchers, Replicas: replicas, Method: method})
-	s.payAll(sh, vouchers)
-	for _, a := range vouchers {
-		r := s.rep(a)
-		r.vouched = append(r.vouched, sh)
-	}
-	// Only results a trusted worker vouched for become canaries: two new
-	// identities agreeing may be colluders, and a wrong canary would
-	// punish the honest.
-	if len(group) >= 2 && trusted && s.cfg.CanaryPool > 0 {
-		s.addCanarySource(canarySource{task: &sh.task, outputs: rep, vouched: vouchers})
-	}
-	s.cancelLeases(sh, "shard already verified", false)
-	sh.dropResults()
-	jb.remaining--
-	if jb.remaining == 0 && jb.state == jobRunning {
-		jb.state = jobDone
-		s.stats.JobsDone++
-		s.emit(Action{Kind: JobDone, Job: jb.id})
-	}
-}
-
 func (s *Scheduler) payAll(sh *shard, vouchers []Address) {
 	for _, a := range vouchers {
 		r := s.rep(a)
@@ -812,6 +488,7 @@ func (s *Scheduler) valid(r *reputation) {
 	was := s.isTrusted(r)
 	r.run++
 	r.valid++
+	r.strikes = 0
 	if !was && s.isTrusted(r) {
 		s.trusted += len(r.conns)
 	}
@@ -878,7 +555,9 @@ func (s *Scheduler) caught(addr Address, why string) {
 			if (sh.state == shardPending || sh.reverify) && len(sh.results) > 0 {
 				k := 0
 				for _, res := range sh.results {
-					if res.addr != addr {
+					// An accepted result under re-verification stays:
+					// only a recompute refutes it.
+					if res.addr != addr || res.accepted {
 						sh.results[k] = res
 						k++
 					}
@@ -886,7 +565,7 @@ func (s *Scheduler) caught(addr Address, why string) {
 				if k < len(sh.results) {
 					clear(sh.results[k:])
 					sh.results = sh.results[:k]
-					s.need(&s.urgent, sh, true)
+					s.dropped(sh)
 				}
 			}
 		}
@@ -895,13 +574,13 @@ func (s *Scheduler) caught(addr Address, why string) {
 		if sh.state != shardAccepted || sh.reverify || sh.job.closed() {
 			continue
 		}
-		s.reverify(sh, nil, 2)
+		s.reverify(sh, nil)
 	}
 	r.vouched, r.stale = nil, 0
 	// Canary sources it vouched for are no longer trusted answers.
 	k := 0
 	for _, c := range s.canaries {
-		if !slices.Contains(c.vouched, addr) {
+		if !slices.Contains(c.vouched, addr) && c.author != addr {
 			s.canaries[k] = c
 			k++
 		}
@@ -909,40 +588,6 @@ func (s *Scheduler) caught(addr Address, why string) {
 	clear(s.canaries[k:])
 	s.canaries = s.canaries[:k]
 	s.nextCan = 0
-}
-
-// failReplica re-issues a replica that produced nothing. A worker that
-// left costs the shard a quarter of an attempt (volunteers come and go; a
-// shard is not to blame for that), an error or an expiry a whole one.
-func (s *Scheduler) failReplica(l *lease, why string, departed bool) {
-	sh := l.shard
-	if l.audit {
-		if sh.state == shardAccepted && !sh.reverify && !sh.audited {
-			s.needAudit(sh)
-		}
-		return
-	}
-	if i := slices.Index(sh.tried, l.worker.Address); i >= 0 {
-		sh.tried = slices.Delete(sh.tried, i, i+1)
-	}
-	if sh.job.closed() || (sh.state == shardAccepted && !sh.reverify) {
-		return
-	}
-	if departed {
-		sh.departures++
-	} else {
-		sh.attempts++
-		if !slices.Contains(sh.failed, l.worker.Address) {
-			sh.failed = append(sh.failed, l.worker.Address)
-		}
-	}
-	sh.lastError = why
-	if failures := sh.attempts + sh.departures/4; failures >= s.cfg.MaxAttempts {
-		s.failShard(sh, fmt.Sprintf("shard %d failed %d times (and lost %d workers); last error: %s", sh.index, sh.attempts, sh.departures, why))
-		return
-	}
-	s.stats.Reissued++
-	s.need(&s.urgent, sh, sh.reverify)
 }
 
 // failShard gives up on sh, for why. A running job fails; a finished one
@@ -1061,12 +706,12 @@ func (s *Scheduler) dropLease(l *lease) {
 			sh.leases = slices.Delete(sh.leases, i, i+1)
 		}
 	}
-	if !l.worker.gone && len(l.worker.leases) < l.worker.Window {
+	if !l.worker.gone && len(l.worker.leases) < s.window(l.worker) {
 		s.markIdle(l.worker)
 	}
 }
 
-func (s *Scheduler) addCanarySource(c canarySource) {
+func (s *Scheduler) addCanarySource(c *canarySource) {
 	if len(s.canaries) < s.cfg.CanaryPool {
 		s.canaries = append(s.canaries, c)
 		return

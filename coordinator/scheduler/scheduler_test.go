@@ -149,25 +149,41 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name:   "worker errors count as attempts; job fails with the reason",
-			config: func(c *Config) { c.MaxAttempts = 3 },
+			name: "errors count against their workers; three addresses, one trusted, with the same error fail the shard",
 			script: func(h *harness) {
-				for i := 1; i <= 5; i++ {
-					h.join(WorkerID(i), byte(i), 1)
-				}
+				h.join(1, 1, 1)
+				h.join(2, 2, 1)
+				trustUp(h, 10) // address 1 is trusted
+				h.leave(1)
+				h.leave(2)
+				h.join(3, 3, 1)
+				h.join(4, 4, 1)
+				h.join(5, 5, 1)
 				h.submit("j", 1, 2)
-				var acts []Action
-				for range 3 {
-					for w := WorkerID(1); w <= 5; w++ {
+				errAll := func(ws ...WorkerID) {
+					for _, w := range ws {
 						for _, l := range h.leases(w) {
 							delete(h.open[w], l)
-							acts = h.record(h.s.WorkerError(h.now, w, l, "out of memory"))
+							h.record(h.s.WorkerError(h.now, w, l, "out of memory"))
 						}
 					}
 				}
+				for range 4 {
+					errAll(3, 4, 5) // three untrusted addresses: no evidence
+				}
+				if a := find(h.log, JobFailed); a != nil {
+					h.t.Fatalf("untrusted errors failed the job: %v", a)
+				}
+				if h.s.Stats().Errors < 3 || h.s.reps[addr(3)].strikes == 0 {
+					h.t.Fatalf("errors not counted against their workers: %+v", h.s.Stats())
+				}
+				h.join(6, 1, 1) // the trusted address comes back
+				for range 4 {
+					errAll(6, 3, 4, 5)
+				}
 				a := find(h.log, JobFailed)
-				if a == nil || !strings.Contains(a.Reason, "shard 0 failed 3 times") || !strings.Contains(a.Reason, "out of memory") {
-					h.t.Fatalf("job failure: %v", acts)
+				if a == nil || !strings.Contains(a.Reason, "one of them trusted, with the same error: worker error: out of memory") {
+					h.t.Fatalf("job failure: %v", h.log)
 				}
 			},
 		},
@@ -200,27 +216,22 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name: "subtle disagreement brings a tie-breaker; the minority is caught",
+			name: "a subtle disagreement is settled by recompute: the wrong result is caught, the right one accepted",
 			script: func(h *harness) {
 				h.join(1, 1, 1)
 				h.join(2, 2, 1)
 				h.submit("j", 0, 10)
-				h.respond(1, 0)
+				h.respond(1, 0.25)
 				acts := h.respond(2, 5) // subtle: passes self-check, disagrees
-				if count(acts, Accept) != 0 {
-					h.t.Fatalf("accepted without a majority: %v", acts)
+				if b := find(acts, Ban); b == nil || b.Address != addr(2) || !strings.Contains(b.Reason, "recomputed") {
+					h.t.Fatalf("wrong result's author not caught: %v", acts)
 				}
-				acts = h.join(3, 3, 1)
-				if count(acts, Assign) != 1 {
-					h.t.Fatalf("no tie-breaker: %v", acts)
-				}
-				acts = h.respond(3, 0.2)
 				a := find(acts, Accept)
-				if a == nil || len(a.Vouchers) != 2 || a.Replicas != 3 {
-					h.t.Fatalf("majority accept: %v", acts)
+				if a == nil || len(a.Vouchers) != 1 || a.Vouchers[0] != addr(1) || a.Outputs[0].Data[0] != 10.25 || !strings.Contains(a.Method, "settled") {
+					h.t.Fatalf("right result not accepted at once: %v", acts)
 				}
-				if b := find(acts, Ban); b == nil || b.Address != addr(2) {
-					h.t.Fatalf("minority not caught: %v", acts)
+				if n := h.s.Stats().TieBreakers; n != 0 {
+					h.t.Fatalf("%d tie-breakers asked", n)
 				}
 			},
 		},
@@ -244,35 +255,45 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name:   "replicas that never agree fail the job",
-			config: func(c *Config) { c.MaxReplicas = 3; c.MaxAttempts = 1 },
+			name: "replicas all wrong where recomputed are all caught, and the shard asks again",
 			script: func(h *harness) {
 				h.join(1, 1, 1)
 				h.join(2, 2, 1)
 				h.submit("j", 0, 50)
-				h.respond(1, 0)
-				h.respond(2, 10)
+				h.respond(1, 5)
+				acts := h.respond(2, 10)
+				if !h.s.Caught(addr(1)) || !h.s.Caught(addr(2)) || find(acts, Accept) != nil {
+					h.t.Fatalf("want both caught, nothing accepted: %v", acts)
+				}
 				h.join(3, 3, 1)
-				acts := h.respond(3, 20)
-				if a := find(acts, JobFailed); a == nil || !strings.Contains(a.Reason, "never reached a majority") {
-					h.t.Fatalf("want job failure: %v", acts)
+				h.join(4, 4, 1)
+				h.respond(3, 0)
+				if acts := h.respond(4, 0); find(acts, JobDone) == nil {
+					h.t.Fatalf("job not done by two new replicas: %v", acts)
 				}
 			},
 		},
 		{
-			name:   "a shard that keeps expiring fails its job instead of hanging",
-			config: func(c *Config) { c.MaxAttempts = 2; c.LeaseTimeout = time.Second },
+			name:   "expiries count against their workers, not the shard",
+			config: func(c *Config) { c.LeaseTimeout = time.Second; c.MaxStrikes = 3 },
 			script: func(h *harness) {
-				h.join(1, 1, 1)
-				h.join(2, 2, 1)
+				h.join(1, 1, 4)
+				h.join(2, 2, 4)
 				h.submit("j", 0, 1)
-				h.advance(2 * time.Second)
-				h.advance(2 * time.Second)
-				if a := find(h.log, JobFailed); a == nil || !strings.Contains(a.Reason, "lease expired") {
-					h.t.Fatalf("want failure: %v", h.log)
+				for range 5 {
+					h.advance(2 * time.Second)
 				}
-				if h.s.OpenLeases() != 0 {
-					h.t.Fatalf("leases left open: %d", h.s.OpenLeases())
+				if a := find(h.log, JobFailed); a != nil {
+					h.t.Fatalf("expiries of untrusted workers failed the job: %v", a)
+				}
+				if h.s.OpenLeases() != 0 || count(h.log, Assign) != 6 {
+					h.t.Fatalf("want 3 leases each before their strikes stop them, got %d assigns, %d open", count(h.log, Assign), h.s.OpenLeases())
+				}
+				h.join(3, 3, 1)
+				h.join(4, 4, 1)
+				h.respond(3, 0)
+				if acts := h.respond(4, 0); find(acts, JobDone) == nil {
+					h.t.Fatalf("job not done by two new workers: %v", acts)
 				}
 			},
 		},
@@ -477,8 +498,8 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name:   "a worker alone may retry the replica it failed, up to MaxAttempts",
-			config: func(c *Config) { c.MaxAttempts = 3 },
+			name:   "a worker alone may retry the replica it failed until its strikes stop it; its errors never fail the shard",
+			config: func(c *Config) { c.MaxStrikes = 3 },
 			script: func(h *harness) {
 				h.join(1, 1, 1)
 				h.submit("j", 1, 5)
@@ -490,8 +511,14 @@ func TestScripts(t *testing.T) {
 					delete(h.open[1], ls[0])
 					h.record(h.s.WorkerError(h.now, 1, ls[0], "out of memory"))
 				}
-				if a := find(h.log, JobFailed); a == nil || !strings.Contains(a.Reason, "failed 3 times") {
-					h.t.Fatalf("want the job failed after 3 attempts: %v", h.log)
+				if len(h.leases(1)) != 0 || find(h.log, JobFailed) != nil {
+					h.t.Fatalf("want no more work for worker 1 and the job still running: %v", h.log)
+				}
+				if acts := h.join(2, 2, 1); find(acts, Assign) == nil {
+					h.t.Fatalf("a new worker did not get the shard: %v", acts)
+				}
+				if acts := h.respond(2, 0); find(acts, JobDone) == nil {
+					h.t.Fatalf("job not done: %v", acts)
 				}
 			},
 		},

@@ -110,10 +110,39 @@ type Checker interface {
 	// Agree reports whether two results of t agree element by element
 	// within tolerance.
 	Agree(t *Task, a, b []*tensor.Tensor) bool
+	// Settle decides a dispute between results of t that do not all
+	// agree, by recomputing exactly a bounded random sample of the
+	// elements where they differ, never by vote: it says which results
+	// are right there. It must never find a correct result wrong.
+	Settle(t *Task, outputs [][]*tensor.Tensor, rng *rand.Rand) Settlement
+	// Confirm recomputes exactly a random sample of outputs (whole rows)
+	// and reports whether they are right: the coordinator's own
+	// confirmation, which a result needs before it may become a
+	// canary's known answer.
+	Confirm(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) bool
+	// Doable reports why t can never be computed (its inputs do not fit
+	// its kernel, an empty dimension, a task no message can carry), or
+	// nil. The scheduler asks when a worker reports an error.
+	Doable(t *Task) error
 	// Canary derives a new task from a verified one (rows permuted, say)
 	// and the outputs a correct worker returns for it; a nil task means
 	// none can be made from t.
 	Canary(t *Task, outputs []*tensor.Tensor, rng *rand.Rand) (*Task, []*tensor.Tensor)
+}
+
+// Settlement is a Checker's decision of a dispute.
+type Settlement struct {
+	// Right says, for each result, whether it was right on every element
+	// recomputed; Reasons says why each wrong one is wrong.
+	Right   []bool
+	Reasons []string
+	// Complete is true when every disputed element was recomputed: a
+	// result right on them all differs from the others only where they
+	// are wrong. Otherwise a result wrong on few of them may have
+	// escaped the sample.
+	Complete bool
+	// Checked is how many disputed elements were recomputed.
+	Checked int
 }
 
 // A BatchChecker is a Checker that can check the results of a batch
@@ -141,12 +170,22 @@ type Checked struct {
 type Config struct {
 	// LeaseTimeout is how long a worker may hold a lease.
 	LeaseTimeout time.Duration
-	// MaxAttempts is how many failed replicas (errors, expiries, departures)
-	// a shard tolerates before its job fails.
+	// MaxAttempts is how many times a shard's replicas may end without a
+	// decision (MaxReplicas results that a settlement found all right yet
+	// not agreeing) before its job fails.
 	MaxAttempts int
-	// MaxReplicas caps the results gathered for one shard (tie-breakers
-	// included) before the shard, and its job, fail.
+	// MaxReplicas caps the results gathered for one shard before the
+	// shard starts again (see MaxAttempts).
 	MaxReplicas int
+	// ErrorQuorum is how many distinct addresses, one of them trusted,
+	// must report the same error (or expire) on a shard before it fails
+	// its job: errors count against the workers that report them, and a
+	// shard fails only on evidence that it cannot be done.
+	ErrorQuorum int
+	// MaxStrikes is how many errors and expiries in a row (without a
+	// valid result between them) an address may have before it gets no
+	// more work; each halves its window.
+	MaxStrikes int
 	// TrustRun is the run of consecutive valid results after which an
 	// address is trusted.
 	TrustRun int
@@ -163,8 +202,8 @@ type Config struct {
 	// HeavyBytes routes shards above this size to native-gpu workers only
 	// (0 = no limit).
 	HeavyBytes float64
-	// TrustedWait is how long a tie-breaker or re-verification replica
-	// waits for a trusted worker before any eligible worker may take it.
+	// TrustedWait is how long a replica asked after a dispute waits for
+	// a trusted worker before any eligible worker may take it.
 	TrustedWait time.Duration
 	// AuditWait is how long audit and re-verification replicas wait for a
 	// trusted worker (when one is connected) before anyone may take them.
@@ -184,6 +223,8 @@ func DefaultConfig() Config {
 		LeaseTimeout:   30 * time.Second,
 		MaxAttempts:    8,
 		MaxReplicas:    7,
+		ErrorQuorum:    3,
+		MaxStrikes:     8,
 		TrustRun:       10,
 		MinReplication: 0.02,
 		CanaryRate:     0.01,
@@ -273,5 +314,7 @@ type Stats struct {
 	SingleAccepted int // shards accepted on one result (trusted worker)
 	Audits         int // audit results received
 	Replicated     int // shards whose first assignment asked for two or more replicas
-	TieBreakers    int // extra replicas asked because results disagreed
+	TieBreakers    int // extra replicas asked because a settlement could not decide
+	Settlements    int // disputes settled by recomputing disputed elements
+	Errors         int // errors and expiries, counted against their workers
 }

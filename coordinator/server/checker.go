@@ -2,12 +2,14 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
 
 	"github.com/neurolov/neurolov/coordinator/scheduler"
 	"github.com/neurolov/neurolov/coordinator/verify"
+	"github.com/neurolov/neurolov/protocol"
 	"github.com/neurolov/neurolov/tensor"
 )
 
@@ -100,17 +102,60 @@ func checked(v verify.Verdict) scheduler.Checked {
 }
 
 // Agree reports whether two results of t agree. A comparison that panics
-// answers true (logged at Error): Agree compares only results that passed
-// the self-checks, which is what a trusted worker's single result is
-// accepted on, while false would blame a worker for the coordinator's bug
-// (a canary's worker is caught on a disagreement).
+// (logged at Error) answers false: the scheduler then settles the dispute
+// by recompute (Settle), which blames only a result found wrong there.
 func (c *checker) Agree(t *scheduler.Task, a, b []*tensor.Tensor) bool {
 	agree := false
 	err := c.guard("replica comparison", "kernel", t.Kernel, func() {
 		cmp, err := c.v.Agree(t.Kernel, t.Inputs, a, b)
 		agree = err == nil && cmp.Agree
 	})
-	return agree || err != nil
+	return agree && err == nil
+}
+
+// Settle settles a dispute between results of t by verify.Settle:
+// recomputing exactly up to verify.SettleSamples of the elements where
+// they differ. A shard verify cannot check at all settles nothing (every
+// result right, incomplete): Check has already failed its job.
+//
+// A settlement that panics (logged at Error) settles nothing either.
+func (c *checker) Settle(t *scheduler.Task, outputs [][]*tensor.Tensor, rng *rand.Rand) scheduler.Settlement {
+	var st verify.Settlement
+	var serr error
+	err := c.guard("dispute settlement", "kernel", t.Kernel, func() {
+		st, serr = c.v.Settle(t.Kernel, t.Inputs, outputs, rng, verify.SettleSamples)
+	})
+	if err != nil || serr != nil {
+		right := make([]bool, len(outputs))
+		for i := range right {
+			right[i] = true
+		}
+		return scheduler.Settlement{Right: right, Reasons: make([]string, len(outputs))}
+	}
+	return scheduler.Settlement{Right: st.Right, Reasons: st.Reasons, Complete: st.Complete, Checked: st.Checked}
+}
+
+// Confirm recomputes verify.ConfirmRows random rows of out exactly
+// (verify.Confirm); one that panics (logged at Error) confirms nothing.
+func (c *checker) Confirm(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) bool {
+	ok := false
+	err := c.guard("confirmation", "kernel", t.Kernel, func() {
+		ok = c.v.Confirm(t.Kernel, t.Inputs, out, rng, verify.ConfirmRows).OK
+	})
+	return ok && err == nil
+}
+
+// Doable reports why t can never be computed: verify.Doable's shapes, or
+// more tensors than an Assign can name.
+func (c *checker) Doable(t *scheduler.Task) error {
+	if n := len(t.Inputs); n > protocol.MaxTensors {
+		return fmt.Errorf("%w: %d input tensors, more than an assign can carry (%d)", verify.ErrUnverifiable, n, protocol.MaxTensors)
+	}
+	var derr error
+	if err := c.guard("doability check", "kernel", t.Kernel, func() { derr = verify.Doable(t.Kernel, t.Inputs) }); err != nil {
+		return err
+	}
+	return derr
 }
 
 // Canary derives a canary from a verified task (verify.MakeCanary); none
@@ -128,8 +173,8 @@ func (c *checker) Canary(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand
 // NewChecker returns the production scheduler.Checker, a
 // scheduler.BatchChecker: coordinator/verify's shape, finiteness,
 // Freivalds and spot checks (spots elements per result, a batch at a
-// time when the scheduler has several), its replica comparison and its
-// canaries, each guarded (a panic in verify blames no worker and is
+// time when the scheduler has several), its replica comparison, its
+// settlement of disputes by recompute and its canaries, each guarded (a panic in verify blames no worker and is
 // logged to slog.Default()). It is not safe for concurrent use, like the
 // scheduler that calls it.
 func NewChecker(spots int) scheduler.Checker { return newChecker(spots, nil, slog.Default()) }

@@ -47,7 +47,8 @@ func TestDeepMLPAssignFitsAFrame(t *testing.T) {
 
 // TestUnsendableAssignFailsTheJob: an Assign no frame can carry (more
 // inputs than a message may name) fails its lease through the scheduler,
-// so the job fails after its attempts instead of being leased forever.
+// whose Checker knows such a shard cannot be done (Doable), so the job
+// fails at once instead of being leased forever.
 func TestUnsendableAssignFailsTheJob(t *testing.T) {
 	failed := make(chan string, 1)
 	c := startCoordinator(t, func(cfg *server.Config) {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,8 +31,23 @@ func heavyConfig(replan bool) func(*server.Config) {
 	}
 }
 
+// TestHeavyShardsWaitForADataCenterGPU: volunteers never take a heavy
+// shard. That nothing ran is checked once a light job submitted after it
+// is done: the volunteers, idle, had the heavy shard first in line and
+// took only the light one.
 func TestHeavyShardsWaitForADataCenterGPU(t *testing.T) {
-	c := startCoordinator(t, heavyConfig(false))
+	var mu sync.Mutex
+	assigned := map[scheduler.JobID]int{}
+	c := startCoordinator(t, func(cfg *server.Config) {
+		heavyConfig(false)(cfg)
+		cfg.Observe = func(a scheduler.Action) {
+			if a.Kind == scheduler.Assign {
+				mu.Lock()
+				assigned[a.Job]++
+				mu.Unlock()
+			}
+		}
+	})
 	startWorkers(t, c, 2, nil) // volunteers only
 	rng := rand.New(rand.NewPCG(1, 1))
 	ctx := context.Background()
@@ -39,9 +55,15 @@ func TestHeavyShardsWaitForADataCenterGPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // give volunteers every chance to (wrongly) take it
-	if st, _ := c.client().Job(ctx, job.ID); st.Replicas != 0 {
-		t.Fatalf("a heavy shard ran on a volunteer: %+v", st)
+	light := submitSmall(t, c, 0)
+	if _, err := c.client().Wait(ctx, light.ID, 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	heavy := assigned[scheduler.JobID(job.ID)]
+	mu.Unlock()
+	if st, _ := c.client().Job(ctx, job.ID); st.Replicas != 0 || heavy != 0 {
+		t.Fatalf("a heavy shard went to a volunteer (%d assigns): %+v", heavy, st)
 	}
 	servertest.StartWorker(t, c.Coordinator, dataCenter{}, nil)
 	if _, err := c.client().Wait(ctx, job.ID, 10*time.Millisecond, nil); err != nil {

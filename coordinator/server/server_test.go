@@ -549,8 +549,12 @@ func TestJobWithoutTwoIdentitiesIsExplained(t *testing.T) {
 	before := strings.Count(logs.String(), hint)
 	startWorkers(t, c, 1, nil)
 	waitFor(t, "two workers", func() bool { return workers(2) })
-	submitSmall(t, c, 0)
-	time.Sleep(100 * time.Millisecond) // the loop logs while handling the submission, before it answers
+	job := submitSmall(t, c, 0)
+	// The loop logs while handling the submission, before any result of
+	// the job: once it is done, the hint would be there.
+	if _, err := c.client().Wait(context.Background(), job.ID, 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
 	if n := strings.Count(logs.String(), hint); n != before {
 		t.Fatalf("two identities connected, the hint was logged again:\n%s", logs.String())
 	}

@@ -39,6 +39,12 @@ type Comparison struct {
 // Canary results are judged by Agree against the canary's expected
 // outputs.
 func (v *Verifier) Agree(kernel string, inputs, a, b []*tensor.Tensor) (Comparison, error) {
+	return v.compare(kernel, inputs, a, b, nil)
+}
+
+// compare is Agree; when ds is not nil it also offers ds every element
+// that disagrees (Settle's disputed elements).
+func (v *Verifier) compare(kernel string, inputs, a, b []*tensor.Tensor, ds *disputeSample) (Comparison, error) {
 	cmp := Comparison{Agree: true, Output: -1, Row: -1, Col: -1}
 	var err error
 	clear(v.la) // hold no tensors of an earlier shard
@@ -50,7 +56,7 @@ func (v *Verifier) Agree(kernel string, inputs, a, b []*tensor.Tensor) (Comparis
 		return wrongForm(cmp, "result b", err)
 	}
 	for li := range v.la {
-		if err := v.agreeLayer(&cmp, &v.la[li], &v.lb[li], li == 0, li+1 < len(v.la)); err != nil {
+		if err := v.agreeLayer(&cmp, &v.la[li], &v.lb[li], li == 0, li+1 < len(v.la), ds); err != nil {
 			return Comparison{}, err
 		}
 	}
@@ -72,9 +78,10 @@ func wrongForm(cmp Comparison, which string, err error) (Comparison, error) {
 // first layer it takes the left operand's row norms from the input cache
 // (both replicas share it); on later layers it uses the ones the layer
 // before left in v.ha, v.hb and v.dh. When next is set it leaves there
-// the row norms of relu of this layer's outputs, for the next layer. It
+// the row norms of relu of this layer's outputs, for the next layer. With
+// ds it offers ds every element that disagrees, not only the worst. It
 // fails only when the inputs hold NaN or ±Inf.
-func (v *Verifier) agreeLayer(cmp *Comparison, la, lb *layer, first, next bool) error {
+func (v *Verifier) agreeLayer(cmp *Comparison, la, lb *layer, first, next bool, ds *disputeSample) error {
 	m, k, n := la.m, la.k, la.n
 	pt := newPairTerms(k, la.terms(), n)
 	w, finite := v.inputs.colNorms(la.bIn, k, n)
@@ -100,6 +107,14 @@ func (v *Verifier) agreeLayer(cmp *Comparison, la, lb *layer, first, next bool) 
 		clear(dh)
 	}
 	worst := cmp.MaxRatio
+	// skip is the ratio below which agreeRow passes an element over:
+	// worst, or at most 1 when every disagreement is wanted.
+	skip := func() float64 {
+		if ds != nil {
+			return min(worst, 1)
+		}
+		return worst
+	}
 	for i := range m {
 		rowConst, rowFactor := pt.row(ha[i], hb[i], dh[i])
 		ra, rb := la.c[i*n:(i+1)*n], lb.c[i*n:(i+1)*n]
@@ -109,17 +124,20 @@ func (v *Verifier) agreeLayer(cmp *Comparison, la, lb *layer, first, next bool) 
 		var j int
 		if next {
 			var sa, sb, sd float64
-			j, sa, sb, sd = agreeRowNorms(ra, rb, colConst, w, rowConst, rowFactor, worst)
+			j, sa, sb, sd = agreeRowNorms(ra, rb, colConst, w, rowConst, rowFactor, skip())
 			ha[i], hb[i], dh[i] = math.Sqrt(sa), math.Sqrt(sb), math.Sqrt(sd)
 		} else {
-			j = agreeRow(ra, rb, colConst, w, rowConst, rowFactor, worst)
+			j = agreeRow(ra, rb, colConst, w, rowConst, rowFactor, skip())
 		}
 		for j < n {
 			tol := agreeTol(rowConst, colConst[j], rowFactor, w[j])
 			d := math.Abs(float64(ra[j]) - float64(rb[j]))
 			worst = cmp.note(la.out, i, j, ra[j], rb[j], d, tol, worst)
+			if ds != nil && !(d <= tol) {
+				ds.add(element{out: la.out, i: i, j: j})
+			}
 			j++
-			j += agreeRow(ra[j:], rb[j:], colConst[j:], w[j:], rowConst, rowFactor, worst)
+			j += agreeRow(ra[j:], rb[j:], colConst[j:], w[j:], rowConst, rowFactor, skip())
 		}
 	}
 	cmp.MaxRatio = worst

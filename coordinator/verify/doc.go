@@ -23,8 +23,15 @@
 //     exactly, O(K) each: they catch any pervasive error above the
 //     per-element bound, and a rare one with probability spots/N.
 //  4. Replicas (Verifier.Agree): two results of one shard must agree
-//     element by element within tolerance; the scheduler adds
-//     tie-breakers and decides by majority.
+//     element by element within tolerance. A dispute is settled by
+//     computation, never by vote (Verifier.Settle): a bounded random
+//     sample of the disputed elements is recomputed exactly (for an MLP
+//     layer after the first, the sampled row's forward pass from X), and
+//     each result beyond its bound there is wrong. Two results within
+//     their bounds differ by less than the tolerance, so on every
+//     disputed element at least one side is wrong, and never an honest
+//     one. Verifier.Confirm recomputes whole sampled rows of one result,
+//     the coordinator's own confirmation.
 //  5. Canaries (MakeCanary): a verified shard with its rows (and, for
 //     matmul, columns and signs) permuted, so that neither content hashes
 //     nor shapes give it away, judged by Agree against the permuted known

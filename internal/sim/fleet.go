@@ -123,6 +123,22 @@ func (t *timedChecker) Agree(task *scheduler.Task, a, b []*tensor.Tensor) bool {
 	return ok
 }
 
+func (t *timedChecker) Settle(task *scheduler.Task, outs [][]*tensor.Tensor, rng *rand.Rand) scheduler.Settlement {
+	start := rusage.Thread()
+	st := t.inner.Settle(task, outs, rng)
+	t.cpu += rusage.Thread() - start
+	return st
+}
+
+func (t *timedChecker) Confirm(task *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) bool {
+	start := rusage.Thread()
+	ok := t.inner.Confirm(task, out, rng)
+	t.cpu += rusage.Thread() - start
+	return ok
+}
+
+func (t *timedChecker) Doable(task *scheduler.Task) error { return t.inner.Doable(task) }
+
 func (t *timedChecker) Canary(task *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) (*scheduler.Task, []*tensor.Tensor) {
 	start := rusage.Thread()
 	c, e := t.inner.Canary(task, out, rng)

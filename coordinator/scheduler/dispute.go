@@ -1,0 +1,421 @@
+package scheduler
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// This file judges results: a shard's replicas, audits, re-verifications
+// and canaries. Results that agree are accepted; results that do not are
+// never decided by vote but settled by the Checker, which recomputes the
+// disputed elements exactly (Checker.Settle): each result wrong there is
+// caught, and only a result the coordinator recomputed convicts its
+// author.
+
+func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
+	s.stats.Canaries++
+	switch v, why := s.verdict(l, outputs); v {
+	case Valid:
+	case Unverifiable:
+		// Not the worker's fault (nor, as its source was verified, one
+		// that should happen): refuse the result, blame nobody.
+		s.reject(wk, l, "canary cannot be verified: "+why)
+		return
+	default:
+		s.reject(wk, l, "canary: "+why)
+		s.caught(wk.Address, "failed a self-check: "+why)
+		return
+	}
+	if !s.check.Agree(l.task, l.expected, outputs) {
+		// The known answer is the coordinator's, but it too is settled by
+		// recompute: a wrong one must not punish an honest worker.
+		st := s.settlement(l.task, [][]*tensor.Tensor{l.expected, outputs})
+		switch {
+		case !st.Right[1]:
+			s.reject(wk, l, "canary answer differs from the known result, and is wrong where the coordinator recomputed it")
+			s.caught(wk.Address, "returned a wrong answer to a shard whose result was known: "+st.Reasons[1])
+			return
+		case !st.Right[0]:
+			s.refuteCanary(l.canary, "a canary made from its result was wrong where the coordinator recomputed it: "+st.Reasons[0])
+		case !st.Complete:
+			s.reject(wk, l, "canary answer differs from the known result where the coordinator could not tell which is right")
+			return
+		}
+	}
+	s.valid(wk.rep)
+	s.emit(Action{Kind: Pay, Address: wk.Address, FLOPs: l.task.FLOPs})
+}
+
+// refuteCanary drops canary source c, whose known answer the coordinator
+// found wrong, and catches its author: the shard it came from is then
+// re-verified with everything else the author vouched for.
+func (s *Scheduler) refuteCanary(c *canarySource, why string) {
+	if i := slices.Index(s.canaries, c); i >= 0 {
+		s.canaries = slices.Delete(s.canaries, i, i+1)
+		s.nextCan = 0
+	}
+	s.caught(c.author, why)
+}
+
+func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
+	sh := l.shard
+	if (sh.state == shardAccepted && !sh.reverify) || sh.job.closed() {
+		s.reject(wk, l, "shard no longer needs this replica")
+		return
+	}
+	switch v, why := s.verdict(l, outputs); v {
+	case Valid:
+	case Unverifiable:
+		s.reject(wk, l, "shard cannot be verified: "+why)
+		s.unverifiable(sh, why)
+		return
+	default:
+		s.reject(wk, l, why)
+		s.caught(wk.Address, "failed a self-check: "+why)
+		s.refill(sh)
+		return
+	}
+	sh.results = append(sh.results, result{addr: wk.Address, outputs: outputs})
+	if len(sh.results) >= sh.want {
+		s.resolve(sh)
+	}
+}
+
+// unverifiable handles a result whose shard cannot be checked at all (see
+// Unverifiable): the job fails with the reason, blaming, banning and paying
+// nobody for the shard.
+func (s *Scheduler) unverifiable(sh *shard, why string) {
+	s.failShard(sh, fmt.Sprintf("shard %d cannot be verified: %s", sh.index, why))
+}
+
+// auditResult compares an audit replica with the accepted result; a
+// disagreement is settled by recompute at once (see reverify).
+func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
+	sh := l.shard
+	s.stats.Audits++
+	if sh.state != shardAccepted || sh.reverify || sh.audited || sh.job.closed() {
+		s.reject(wk, l, "shard no longer needs this replica")
+		return
+	}
+	switch v, why := s.verdict(l, outputs); v {
+	case Valid:
+	case Unverifiable:
+		// The accepted result passed the same check; whatever changed,
+		// the auditor is not to blame and another audit would not help.
+		s.reject(wk, l, "shard cannot be verified: "+why)
+		return
+	default:
+		s.reject(wk, l, why)
+		s.caught(wk.Address, "failed a self-check: "+why)
+		s.needAudit(sh)
+		return
+	}
+	if s.check.Agree(&sh.task, sh.accepted, outputs) {
+		sh.audited = true
+		s.addVouchers(sh, []Address{wk.Address})
+		s.valid(wk.rep)
+		s.emit(Action{Kind: Pay, Address: wk.Address, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
+		if s.isTrusted(wk.rep) {
+			s.offerCanary(sh, false)
+		}
+		return
+	}
+	s.reverify(sh, &result{addr: wk.Address, outputs: outputs})
+}
+
+// addVouchers records addrs as vouching for sh's accepted result.
+func (s *Scheduler) addVouchers(sh *shard, addrs []Address) {
+	for _, a := range addrs {
+		sh.vouchers = append(sh.vouchers, a)
+		r := s.rep(a)
+		r.vouched = append(r.vouched, sh)
+	}
+}
+
+// reverify reopens an accepted shard: its accepted result stands as the
+// first of the shard's results (see result.accepted), and extra (an
+// audit's result) joins it, or one fresh replica is asked of a worker that
+// did not vouch for it, a trusted one whenever any is connected. One
+// other worker is enough: if it disagrees, the dispute is settled by
+// recompute.
+func (s *Scheduler) reverify(sh *shard, extra *result) {
+	sh.reverify = true
+	sh.dropResults()
+	sh.tried = sh.tried[:0]
+	sh.results = append(sh.results, result{addr: sh.author, outputs: sh.accepted, accepted: true})
+	sh.want = 2
+	if extra != nil {
+		sh.results = append(sh.results, *extra)
+		sh.tried = append(sh.tried, extra.addr)
+		s.resolve(sh)
+		return
+	}
+	s.needStrict(sh)
+}
+
+// resolve decides a shard once it has the results it wanted.
+func (s *Scheduler) resolve(sh *shard) {
+	n := len(sh.results)
+	if n == 1 && !sh.reverify && sh.job.replication == 0 && !s.isTrusted(s.rep(sh.results[0].addr)) {
+		// Adaptive replication accepts one result only from a trusted
+		// worker (assign raises want when an untrusted one takes a
+		// trusted worker's shard; this is the backstop).
+		sh.want = max(sh.base, 2)
+		s.refill(sh)
+		return
+	}
+	if sh.reverify && n < 2 {
+		sh.want = 2 // the accepted result alone decides nothing
+		s.refill(sh)
+		return
+	}
+	if s.unanimous(sh) {
+		s.decide(sh, allAgree(n), false)
+		return
+	}
+	s.settle(sh)
+}
+
+// unanimous reports whether every result of sh agrees with the first.
+func (s *Scheduler) unanimous(sh *shard) bool {
+	for _, r := range sh.results[1:] {
+		if !s.check.Agree(&sh.task, sh.results[0].outputs, r.outputs) {
+			return false
+		}
+	}
+	return true
+}
+
+// settlement has the Checker settle a dispute between outputs of t; an
+// answer of the wrong length finds every result right and decides
+// nothing.
+func (s *Scheduler) settlement(t *Task, outputs [][]*tensor.Tensor) Settlement {
+	s.stats.Settlements++
+	st := s.check.Settle(t, outputs, s.rng)
+	if len(st.Right) != len(outputs) || len(st.Reasons) != len(outputs) {
+		st = Settlement{Right: make([]bool, len(outputs)), Reasons: make([]string, len(outputs))}
+		for i := range st.Right {
+			st.Right[i] = true
+		}
+	}
+	return st
+}
+
+// settle settles a dispute between the results of sh by recompute: each
+// result wrong there is dropped and its author caught (for the accepted
+// result of a re-verification, the voucher whose outputs they are). The
+// results left decide the shard when they agree and the settlement was
+// complete, or when they are as many as the shard wanted; otherwise one
+// more replica is asked.
+func (s *Scheduler) settle(sh *shard) {
+	outs := make([][]*tensor.Tensor, len(sh.results))
+	for i, r := range sh.results {
+		outs[i] = r.outputs
+	}
+	st := s.settlement(&sh.task, outs)
+	var wrong []string
+	var authors []Address
+	k := 0
+	for i, r := range sh.results {
+		if st.Right[i] {
+			sh.results[k] = r
+			k++
+			continue
+		}
+		authors = append(authors, r.addr)
+		wrong = append(wrong, st.Reasons[i])
+	}
+	clear(sh.results[k:])
+	sh.results = sh.results[:k]
+	for i, a := range authors {
+		s.caught(a, "wrong where the coordinator recomputed a disputed element: "+wrong[i])
+	}
+	if sh.job.closed() || (sh.state == shardAccepted && !sh.reverify) {
+		return
+	}
+	fresh := 0 // results left other than the accepted one
+	for _, r := range sh.results {
+		if !r.accepted {
+			fresh++
+		}
+	}
+	// A complete settlement decides with one result left, except that a
+	// job's forced replication still wants its count.
+	enough := fresh >= max(sh.base, 2) || (st.Complete && (sh.reverify || sh.job.replication == 0))
+	if fresh > 0 && enough && s.unanimous(sh) {
+		s.decide(sh, fmt.Sprintf("settled by recomputing %d disputed elements", st.Checked), st.Complete)
+		return
+	}
+	if len(sh.results) >= s.cfg.MaxReplicas {
+		s.stalemate(sh)
+		return
+	}
+	if len(wrong) == 0 {
+		s.stats.TieBreakers++
+	}
+	sh.want = max(sh.base, len(sh.results)+1)
+	s.refill(sh)
+}
+
+// stalemate starts a shard's replicas again when MaxReplicas results were
+// all found right on the sample yet do not agree (the difference is below
+// what recomputing a sample can tell), counting an attempt; nobody is
+// caught.
+func (s *Scheduler) stalemate(sh *shard) {
+	sh.attempts++
+	sh.lastError = fmt.Sprintf("%d replicas found right where recomputed never agreed", len(sh.results))
+	if sh.attempts >= s.cfg.MaxAttempts {
+		s.failShard(sh, fmt.Sprintf("shard %d: %s, %d times", sh.index, sh.lastError, sh.attempts))
+		return
+	}
+	if sh.reverify {
+		s.endReverify(sh, "re-verification abandoned: "+sh.lastError)
+		return
+	}
+	sh.dropResults()
+	sh.want = max(sh.base, 2)
+	s.refill(sh)
+}
+
+// refill queues replicas of sh until the results it has, its leases and
+// its queued replicas make up what it wants.
+func (s *Scheduler) refill(sh *shard) {
+	if sh.job.closed() || (sh.state == shardAccepted && !sh.reverify) {
+		return
+	}
+	for missing := sh.want - len(sh.results) - sh.leased - sh.queued; missing > 0; missing-- {
+		if sh.reverify {
+			s.needStrict(sh)
+		} else {
+			s.need(&s.urgent, sh, true)
+		}
+	}
+}
+
+// decide ends sh with its results, which all agree: a pending shard is
+// accepted, a re-verified one confirmed or corrected. confirmed says that
+// the coordinator recomputed every element they were disputed on.
+func (s *Scheduler) decide(sh *shard, method string, confirmed bool) {
+	if sh.reverify {
+		s.reverified(sh, method, confirmed)
+		return
+	}
+	s.accept(sh, method, confirmed)
+}
+
+// accept accepts the results of a pending shard, which all agree.
+func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
+	jb := sh.job
+	replicas := len(sh.results)
+	rep := sh.results[0].outputs
+	vouchers := make([]Address, len(sh.results))
+	for i, r := range sh.results {
+		vouchers[i] = r.addr
+	}
+	sh.state = shardAccepted
+	sh.accepted, sh.author, sh.vouchers = rep, vouchers[0], vouchers
+	s.stats.Accepted++
+	trusted := s.anyTrusted(vouchers)
+	if s.cfg.Audit && !trusted {
+		s.needAudit(sh)
+	}
+	if len(vouchers) == 1 {
+		s.stats.SingleAccepted++
+	}
+	s.emit(Action{Kind: Accept, Job: jb.id, Shard: sh.index, Outputs: rep, Vouchers: vouchers, Replicas: replicas, Method: method})
+	s.payAll(sh, vouchers)
+	for _, a := range vouchers {
+		r := s.rep(a)
+		r.vouched = append(r.vouched, sh)
+	}
+	if confirmed || (len(vouchers) >= 2 && trusted) {
+		s.offerCanary(sh, confirmed)
+	}
+	s.cancelLeases(sh, "shard already verified", false)
+	sh.dropResults()
+	jb.remaining--
+	if jb.remaining == 0 && jb.state == jobRunning {
+		jb.state = jobDone
+		s.stats.JobsDone++
+		s.emit(Action{Kind: JobDone, Job: jb.id})
+	}
+}
+
+// reverified ends the re-verification of sh with its results, which all
+// agree: when the accepted result is among them it is confirmed, and the
+// new replicas vouch for it too (so that catching one of them later
+// re-verifies it again); otherwise it was found wrong and the new result
+// replaces it (Correct). Only new replicas are paid.
+func (s *Scheduler) reverified(sh *shard, method string, confirmed bool) {
+	jb := sh.job
+	replicas := len(sh.results)
+	var fresh []Address
+	var stood bool
+	for _, r := range sh.results {
+		if r.accepted {
+			stood = true
+		} else {
+			fresh = append(fresh, r.addr)
+		}
+	}
+	sh.reverify = false
+	sh.state = shardAccepted
+	sh.audited = true
+	if stood {
+		s.addVouchers(sh, fresh)
+	} else {
+		s.stats.Corrections++
+		sh.accepted, sh.author, sh.vouchers = sh.results[0].outputs, fresh[0], nil
+		s.addVouchers(sh, fresh)
+		s.emit(Action{Kind: Correct, Job: jb.id, Shard: sh.index, Outputs: sh.accepted, Vouchers: fresh, Replicas: replicas, Method: "re-verified: " + method})
+		if s.cfg.Audit && !s.anyTrusted(fresh) && !confirmed {
+			sh.audited = false
+			s.needAudit(sh)
+		}
+	}
+	s.payAll(sh, fresh)
+	if confirmed {
+		s.offerCanary(sh, true)
+	}
+	s.cancelLeases(sh, "shard already verified", true) // and audited
+	sh.dropResults()
+}
+
+// offerCanary makes sh's accepted result a canary source if the
+// coordinator confirmed it: by a complete settlement (settled), or else
+// by Checker.Confirm now. Trust alone never qualifies a result: a wrong
+// known answer would have honest workers' answers refused.
+func (s *Scheduler) offerCanary(sh *shard, settled bool) {
+	if s.cfg.CanaryPool <= 0 {
+		return
+	}
+	if !settled && !s.check.Confirm(&sh.task, sh.accepted, s.rng) {
+		return
+	}
+	s.addCanarySource(&canarySource{task: &sh.task, outputs: sh.accepted, vouched: slices.Clone(sh.vouchers), author: sh.author})
+}
+
+// maxInline is the number of results whose unanimous methods are named
+// once.
+const maxInline = 8
+
+// agreeMethods are the methods of unanimous votes, made once.
+var agreeMethods = func() (m [maxInline + 1]string) {
+	for n := range m {
+		m[n] = fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n)
+	}
+	return m
+}()
+
+// allAgree names the method of a unanimous vote of n results.
+func allAgree(n int) string {
+	if n == 1 {
+		return "freivalds+spot, single trusted replica"
+	}
+	if n < len(agreeMethods) {
+		return agreeMethods[n]
+	}
+	return fmt.Sprintf("freivalds+spot, %d/%d replicas agree", n, n)
+}

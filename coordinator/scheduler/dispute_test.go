@@ -1,0 +1,253 @@
+package scheduler
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// fleet answers every open lease of its workers, each worker honestly or
+// with its lie (the correct value plus lie), until nothing is pending or
+// rounds run out; every round moves time on by step (0: time stands still).
+type fleet struct {
+	h    *harness
+	lies map[WorkerID]float32
+	ids  []WorkerID
+}
+
+func newFleet(h *harness) *fleet { return &fleet{h: h, lies: map[WorkerID]float32{}} }
+
+// add joins worker id under address a with window w, lying by lie.
+func (f *fleet) add(id WorkerID, a byte, w int, lie float32) {
+	f.h.join(id, a, w)
+	f.ids = append(f.ids, id)
+	f.lies[id] = lie
+}
+
+func (f *fleet) run(rounds int, step time.Duration) {
+	for range rounds {
+		if f.h.s.Pending() == 0 {
+			return
+		}
+		f.round()
+		if step > 0 {
+			f.h.advance(step)
+		}
+	}
+}
+
+// round answers the leases each worker holds as its turn comes, one
+// worker after another (not those it is given meanwhile).
+func (f *fleet) round() {
+	for _, id := range f.ids {
+		for _, l := range sortedLeases(f.h, id) {
+			if task := f.h.open[id][l]; task != nil {
+				f.h.answer(id, l, task.Inputs[0].Data[0]+f.lies[id])
+			}
+		}
+	}
+}
+
+// finalValues returns, per shard of job, the value of its last Accept or
+// Correct.
+func finalValues(log []Action, job JobID) map[int]float32 {
+	vals := map[int]float32{}
+	for _, a := range log {
+		if (a.Kind == Accept || a.Kind == Correct) && a.Job == job {
+			vals[a.Shard] = a.Outputs[0].Data[0]
+		}
+	}
+	return vals
+}
+
+// checkOutcome fails the test unless every shard of job ended with its
+// correct value (shard i's value is base+i), no honest address was ever
+// banned, and every liar was.
+func checkOutcome(t *testing.T, h *harness, job JobID, shards int, base float32, honest, liars []byte) {
+	t.Helper()
+	vals := finalValues(h.log, job)
+	var wrong []int
+	for i := range shards {
+		if v, ok := vals[i]; !ok || v != base+float32(i) {
+			wrong = append(wrong, i)
+		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("shards %v of %d end wrong or missing: %v", wrong, shards, vals)
+	}
+	for _, a := range h.log {
+		if a.Kind == Ban && slices.Contains(honest, a.Address[0]) {
+			t.Errorf("honest address %v banned: %s", a.Address[0], a.Reason)
+		}
+	}
+	for _, a := range liars {
+		if !h.s.Caught(addr(a)) {
+			t.Errorf("liar %d never caught", a)
+		}
+	}
+}
+
+func values(shards int, base float32) []float32 {
+	v := make([]float32, shards)
+	for i := range v {
+		v[i] = base + float32(i)
+	}
+	return v
+}
+
+// TestSybilRingCannotOutvoteAnHonestWorker: three fresh identities that
+// agree on the same subtly wrong answer beside one honest worker, all
+// untrusted. A dispute is settled by recomputing the disputed elements,
+// not by vote: the honest worker is never banned, every ring member is
+// caught and no wrong result is left. (An untrusted worker alone cannot
+// finish a job: once the ring is caught, a second honest volunteer
+// joins.)
+func TestSybilRingCannotOutvoteAnHonestWorker(t *testing.T) {
+	h := newHarness(t, nil)
+	f := newFleet(h)
+	f.add(1, 1, 1, 0)
+	for a := byte(2); a <= 4; a++ {
+		f.add(WorkerID(a), a, 1, 3)
+	}
+	const shards = 12
+	h.submit("j", 0, values(shards, 10)...)
+	f.run(400, DefaultConfig().AuditWait)
+	f.add(5, 5, 1, 0)
+	f.run(400, DefaultConfig().AuditWait)
+	if find(h.log, JobDone) == nil {
+		t.Fatalf("job not done: %v", h.log)
+	}
+	checkOutcome(t, h, "j", shards, 10, []byte{1}, []byte{2, 3, 4})
+}
+
+// TestPatientRingIsCaught: four identities work honestly until trusted
+// and then all lie alike, beside two honest trusted workers. Trust only
+// lowers replication: every ring member is caught (by a dispute settled
+// by recompute, or by a canary), the honest ones never are, and every
+// result the ring left is corrected.
+func TestPatientRingIsCaught(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CanaryRate = 0.05 })
+	f := newFleet(h)
+	for a := byte(1); a <= 6; a++ {
+		f.add(WorkerID(a), a, 1, 0)
+	}
+	h.submit("warm", 2, values(60, 1000)...)
+	f.run(400, 0)
+	for a := byte(1); a <= 6; a++ {
+		if ok, _ := h.s.Trusted(addr(a)); !ok {
+			t.Fatalf("address %d not trusted after the warm-up", a)
+		}
+	}
+	for id := WorkerID(3); id <= 6; id++ {
+		f.lies[id] = 3 // the ring turns
+	}
+	const shards = 200
+	h.submit("j", 0, values(shards, 10)...)
+	f.run(2000, DefaultConfig().AuditWait)
+	checkOutcome(t, h, "j", shards, 10, []byte{1, 2}, []byte{3, 4, 5, 6})
+}
+
+// TestTwoHonestWorkersFinishAfterACheaterIsCaught: two honest identities
+// and a subtle cheater, time standing still. Settling disputes by
+// recompute needs no third identity, and dropping the cheater's results
+// leaves no shard wanting one: the job finishes at once.
+func TestTwoHonestWorkersFinishAfterACheaterIsCaught(t *testing.T) {
+	h := newHarness(t, nil)
+	f := newFleet(h)
+	f.add(1, 1, 2, 0)
+	f.add(3, 3, 2, 2) // the cheater takes shards before the second honest worker
+	f.add(2, 2, 2, 0)
+	const shards = 24
+	h.submit("j", 0, values(shards, 10)...)
+	for range 200 {
+		if find(h.log, JobDone) != nil {
+			break
+		}
+		f.round()
+	}
+	if find(h.log, JobDone) == nil {
+		done := len(finalValues(h.log, "j"))
+		t.Fatalf("job stuck at %d of %d shards with time standing still; open leases %d, pending %d", done, shards, h.s.OpenLeases(), h.s.Pending())
+	}
+	checkOutcome(t, h, "j", shards, 10, []byte{1, 2}, []byte{3})
+}
+
+// TestCanariesComeOnlyFromConfirmedResults: two trusted workers that turn
+// and agree on a wrong answer get it accepted; trust alone must not make
+// it a canary's known answer, or an honest worker given that canary would
+// be caught for answering correctly.
+func TestCanariesComeOnlyFromConfirmedResults(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CanaryPool = 1; c.Audit = false })
+	f := newFleet(h)
+	f.add(5, 5, 1, 0)
+	f.add(6, 6, 1, 0)
+	h.submit("warm", 2, values(12, 1000)...)
+	f.run(100, 0)
+	f.lies[5], f.lies[6] = 2, 2 // they turn and collude
+	h.submit("c", 2, 42)
+	f.run(10, 0)
+	if v := finalValues(h.log, "c"); v[0] != 44 {
+		t.Fatalf("colluders' result not accepted: %v", v)
+	}
+	h.s.cfg.CanaryRate = 1
+	f.add(7, 7, 1, 0) // honest
+	h.submit("next", 1, values(20, 100)...)
+	f.run(100, 0)
+	for _, a := range h.log {
+		if a.Kind == Ban && a.Address == addr(7) {
+			t.Fatalf("honest worker banned: %s", a.Reason)
+		}
+	}
+	if h.s.Stats().Canaries == 0 {
+		t.Fatal("no canary was issued")
+	}
+}
+
+// countingChecker is valueChecker counting its Check calls.
+type countingChecker struct {
+	valueChecker
+	checks int
+}
+
+func (c *countingChecker) Check(t *Task, out []*tensor.Tensor, rng *rand.Rand) (Verdict, string) {
+	c.checks++
+	return c.valueChecker.Check(t, out, rng)
+}
+
+// TestTrustLowersReplicationOnly: a trusted worker's shards are taken
+// alone, but every one of its results is still checked, and a gross lie
+// is caught at once; a result accepted without a trusted voucher is still
+// audited.
+func TestTrustLowersReplicationOnly(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	cc := &countingChecker{}
+	h.s.check = cc
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	h.leave(2)
+	before, single := cc.checks, h.s.Stats().SingleAccepted
+	h.submit("t", 0, values(5, 10)...)
+	h.respond(1, 0)
+	if got := h.s.Stats().SingleAccepted - single; got != 5 {
+		t.Fatalf("%d of 5 shards accepted on the trusted worker's word alone", got)
+	}
+	if got := cc.checks - before; got != 5 {
+		t.Fatalf("%d checks for 5 results of a trusted worker", got)
+	}
+	h.submit("lie", 0, 7)
+	if acts := h.respond(1, 5000); find(acts, Ban) == nil {
+		t.Fatalf("a trusted worker's gross lie not caught: %v", acts)
+	}
+	h.join(3, 3, 1)
+	h.join(4, 4, 1)
+	h.submit("u", 0, 3)
+	h.respond(3, 0)
+	h.respond(4, 0)
+	if find(h.log, JobDone) == nil || !slices.ContainsFunc(h.s.audits.items, func(n need) bool { return n.sh != nil && n.sh.job.id == "u" }) {
+		t.Fatal("a result two untrusted workers agreed on is not audited")
+	}
+}
