@@ -22,6 +22,11 @@ func TestBackendParityFake(t *testing.T) {
 		}
 		t.Run(fmt.Sprintf("matmul%v", s), func(t *testing.T) { checkParity(t, shaders.Matmul, in, outs) })
 	}
+	for _, s := range emptyMatmulShapes {
+		if _, err := b.Run(context.Background(), shaders.Matmul, matmulInputs(rng, s[0], s[1], s[2])); !errors.Is(err, shaders.ErrInputs) {
+			t.Errorf("matmul %v: %v, want shaders.ErrInputs", s, err)
+		}
+	}
 	for _, d := range mlpShapes[:4] {
 		in := mlpInputs(rng, d)
 		outs, err := b.Run(context.Background(), shaders.MLPInfer, in)

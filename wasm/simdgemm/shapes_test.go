@@ -10,12 +10,17 @@ import (
 )
 
 // The parity cases: awkward shapes (1, primes, non-multiples of the 4×8
-// block, an empty inner dimension), shared by the native tests on the fake
-// module and the node tests on the real one.
+// block), shared by the native tests on the fake module and the node tests
+// on the real one.
 var matmulShapes = [][3]int{
 	{1, 1, 1}, {1, 7, 1}, {3, 5, 9}, {4, 8, 8}, {5, 13, 17}, {17, 31, 23},
-	{64, 129, 70}, {2, 0, 3}, {0, 3, 4}, {67, 257, 9},
+	{64, 129, 70}, {67, 257, 9},
 }
+
+// emptyMatmulShapes have a dimension of 0: the backend refuses them with
+// shaders.ErrInputs (shaders.OutputShapes, the one shape rule), as the
+// coordinator does at submission.
+var emptyMatmulShapes = [][3]int{{2, 0, 3}, {0, 3, 4}, {3, 4, 0}}
 
 var mlpShapes = [][]int{ // batch, then layer widths
 	{1, 3, 1}, {7, 13, 9, 5}, {5, 8, 16, 8}, {33, 100, 37, 10}, {256, 784, 512, 256, 10},
