@@ -115,20 +115,21 @@ func (v *Verifier) CheckAll(items []Item, rng *mrand.Rand, spots int) []Verdict 
 // freivaldsDrawn is freivalds for layers whose vectors and products are
 // already computed (vecs locates them in rs and brs).
 func (v *Verifier) freivaldsDrawn(ls []layer, vecs []batchVec, rs, brs []float64) Verdict {
-	worst := 0.0
+	var sum Verdict
 	for li := range ls {
 		l, at := &ls[li], vecs[li]
 		in, bad := v.productInputs(l)
 		if bad != nil {
 			return *bad
 		}
-		ratio, bad := v.checkProduct(l, in, rs[at.r:at.r+l.n], brs[at.br:at.br+l.k])
-		if bad != nil {
-			return *bad
+		vd := v.checkProduct(l, in, rs[at.r:at.r+l.n], brs[at.br:at.br+l.k])
+		if !vd.OK {
+			return vd
 		}
-		worst = max(worst, ratio)
+		sum = addPassed(sum, vd)
 	}
-	return Verdict{OK: true, Method: MethodFreivalds, Ratio: worst}
+	sum.OK, sum.Method = true, MethodFreivalds
+	return sum
 }
 
 // batchProducts sets every layer's B·r in brs: it sorts the layers by

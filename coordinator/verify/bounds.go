@@ -135,27 +135,43 @@ func ElementTolerance(kernel string, inputs, outputs []*tensor.Tensor, out, i, j
 // FreivaldsFloor returns, for row i of output out, the size above which a
 // single perturbed element of that row — or any error pattern in the row
 // whose entries share one sign and whose magnitudes add up to more — is
-// always caught by Freivalds, whatever the random vector: 2·(1+1/Safety)
-// times the row's threshold, the bound for every r_j at its maximum 1
-// that Freivalds uses whatever r it draws (each r_j is at least 1/2, and
-// an honest error uses at most 1/Safety of the threshold). Smaller patterns, and any pattern whose signs vary along the
-// row, may pass (see the package documentation). It costs O(K·n).
+// always caught by Freivalds, whatever the random vector, provided the
+// honest rounding of the rest of the row obeys the probabilistic bound
+// (see the package documentation): min(max(4·T_p, 1.5·e), 3·T_w), where
+// T_p and T_w are the row's probabilistic and worst-case thresholds for
+// r ≡ 1, which bound those of every r drawn, and e is the largest element
+// bound of the row by Cauchy–Schwarz. Above 4·T_p the row is over T_p
+// (each r_j is at least 1/2, and honest rounding takes at most T_p), so
+// it is recomputed exactly — one row per product always is, the one most
+// over first — and an element more than 1.5 times its bound off is beyond
+// it whatever its honest rounding; above 3·T_w the row is over the
+// worst-case bound, which honest rounding never is. Smaller patterns, and
+// patterns whose signs vary along the row, may pass, and so may errors
+// in rows beyond the recompute budget when the result puts more rows
+// over T_p (Verdict.Unchecked). It costs O(K·n).
 func FreivaldsFloor(kernel string, inputs, outputs []*tensor.Tensor, out, i int) (float64, error) {
 	l, err := layerAt(kernel, inputs, outputs, out, i, 0)
 	if err != nil {
 		return 0, err
 	}
-	// Row sums of |B| and of |bias|: the threshold's terms with r ≡ 1.
-	var pred, sumBar, aAbs, cAbs float64
+	// Row sums of |B| (the worst-case terms with r ≡ 1), column sums of
+	// |B| and column norms (the element bounds and the probabilistic
+	// terms).
+	colAbs, colSq := make([]float64, l.n), make([]float64, l.n)
+	var pred, sumBar, aAbs, sq, cAbs float64
 	for kk := range l.k {
 		var s float64
-		for _, x := range l.b[kk*l.n : (kk+1)*l.n] {
-			s += math.Abs(float64(x))
+		for j, x := range l.b[kk*l.n : (kk+1)*l.n] {
+			y := float64(x)
+			s += math.Abs(y)
+			colAbs[j] += math.Abs(y)
+			colSq[j] += y * y
 		}
 		sumBar += s
 		a := math.Abs(l.input(l.a[i*l.k+kk]))
 		pred += a * s
 		aAbs += a
+		sq += a * a
 	}
 	for _, x := range l.bias {
 		pred += math.Abs(float64(x))
@@ -163,8 +179,19 @@ func FreivaldsFloor(kernel string, inputs, outputs []*tensor.Tensor, out, i int)
 	for _, x := range l.c[i*l.n : (i+1)*l.n] {
 		cAbs += math.Abs(float64(x))
 	}
-	t := l.threshold(pred, aAbs, float64(l.n), sumBar, cAbs)
-	return 2 * (1 + 1/Safety) * t * (1 + 0x1p-20), nil
+	ones := make([]float64, l.n)
+	for j := range ones {
+		ones[j] = 1
+		colSq[j] = math.Sqrt(colSq[j])
+	}
+	h, e := math.Sqrt(sq), 0.0
+	for j, w := range colSq {
+		e = max(e, elementBound(l.terms(), h*w+math.Abs(l.biasAt(j)), aAbs, colAbs[j]))
+	}
+	ex := l.fixedTerms(pred, aAbs, float64(l.n), sumBar, cAbs)
+	tw := l.worstTerm(pred) + ex
+	tp := newProbBound(l, ones, colSq).term(sq) + ex
+	return min(max(4*tp, 1.5*e), 3*tw) * (1 + 0x1p-20), nil
 }
 
 // layerAt checks the shard and returns the layer holding element (i, j)

@@ -90,7 +90,7 @@ func TestCacheSameVerdicts(t *testing.T) {
 			bad[last].Data[bad[last].Cols()+2] += float32(1.01 * floor)
 			for call := range 3 {
 				vd := sameVerdict(t, &v, kernel, in, bad, uint64(10+call))
-				if vd.OK || vd.Method != MethodFreivalds {
+				if vd.OK || (vd.Method != MethodFreivalds && vd.Method != MethodRecompute) {
 					t.Fatalf("call %d: perturbed result passed on a cached shard: %+v", call, vd)
 				}
 			}

@@ -18,7 +18,9 @@
 //     matmul tile or each layer of an MLP from the pre-activations the
 //     worker returns, in O(n²) with a fresh secret random vector per
 //     product: catches gross cheating at once (skipped work, stale or
-//     wrong weights, a bias, random output), down to the floor below.
+//     wrong weights, a bias, random output), and a few wrong elements per
+//     tile, down to the floor below; a row over its probabilistic bound
+//     is recomputed exactly, which alone may fail it.
 //  3. Spot checks (Verifier.SpotCheck): a few output elements recomputed
 //     exactly, O(K) each: they catch any pervasive error above the
 //     per-element bound, and a rare one with probability spots/N.
@@ -63,7 +65,8 @@
 // which is what a spot check tests (ElementBound). These are worst-case
 // bounds: measured honest errors grow like √K·u rather than K·u and stay
 // far below them (for K = 512, near 1/500 of the threshold; the Ratio of
-// a Verdict shows how far). Reduced-precision arithmetic (TF32, bf16) is not honest here
+// a Verdict shows how far), which Freivalds' probabilistic bound (below)
+// uses. Reduced-precision arithmetic (TF32, bf16) is not honest here
 // and fails.
 //
 // Replicas. Both replicas obey the bound, so they differ by at most twice
@@ -84,58 +87,93 @@
 // # Freivalds' check and its floor
 //
 // For a product C = A·B (+ bias) the check draws r with entries uniform
-// in [1/2, 1) and compares, row by row in float64, C·r with A·(B·r) +
-// bias·r. An honest row differs by at most Σ_j r_j·bound_ij ≤ Σ_j
-// bound_ij, since every r_j is below 1, and the check uses that bound for
-// r ≡ 1 as its threshold, computable in O(mk + kn + mn) as
+// in [1/2, 1) and computes, row by row in float64, d_i = |C·r −
+// (A·(B·r) + bias·r)|_i, which it holds against two thresholds.
 //
-//	T_i = Safety·γ_K'·(|A|·s + Σ_j |bias_j|)_i + flush + float64 slack,
+// The worst-case bound. An honest row differs by at most Σ_j
+// r_j·bound_ij ≤ Σ_j bound_ij, since every r_j is below 1; the check uses
+// that bound for r ≡ 1, computable in O(mk + kn + mn) as
+//
+//	T_w,i = Safety·γ_K'·(|A|·s + Σ_j |bias_j|)_i + flush + float64 slack,
 //	s_k = Σ_j |b_kj|,
 //
 // where s depends on B alone, so a Verifier computes it once per B tensor
-// (see Speed). The bound for the drawn r, with |B|·r in place of s, would
-// be 3/4 of T_i on average (the mean of r) and never below 1/2 of it, but
-// would cost a pass over |B| per result; FreivaldsFloor, what is always
-// caught, is the same for both.
+// (see Speed). A row over T_w is wrong whatever the arithmetic: the
+// result fails. But T_w is about N·bound for a row of N columns, so on its
+// own it catches a single wrong element only above about 3·N·bound.
+//
+// The probabilistic bound. Rounding errors of round-to-nearest behave like
+// independent errors of mean zero (Higham and Mary, A New Approach to
+// Probabilistic Rounding Error Analysis, 2019), and under that model d_i
+// is the end of a martingale — every rounding of every element of the row
+// is one step, of size at most r_j·u·S_ij, K' of them per element — so by
+// Azuma's inequality it exceeds
+//
+//	T_p,i = λ·u·√K'·(1+γ_K')·√(Σ_j r_j²·(‖f(A_i)‖₂·‖B_·j‖₂ + |bias_j|)²) + flush + float64 slack
+//
+// with probability at most 2·exp(−λ²/2) ≈ 3·10⁻⁸ (λ = 6; Cauchy–Schwarz
+// bounds S_ij by the norms, which cost O(1) per row: the pass over A sums
+// ‖A_i‖₂² beside A·(B·r) and |A|·s, and B's column norms are cached).
+// T_p is about λ·√(N/K)·‖·‖ where T_w is about N·‖·‖: for a 512×512 tile
+// with K = 256, some 40 times smaller. But the model is only a model:
+// directed rounding, or data whose elements repeat the same roundings
+// (every entry equal), exceed T_p honestly. So a row over T_p but within
+// T_w is never failed for it: the check recomputes that row exactly in
+// float64 (O(K·n)) and fails the result only at an element beyond its
+// bound (Method MethodRecompute), as a spot check would. The rows over
+// T_p are recomputed most over first, up to a budget of about the check's
+// own cost ((mk + kn + mn)/(K'·n) rows per product, at least one);
+// Verdict.Recomputed counts them and Verdict.Unchecked those the budget
+// left, which passed on T_w alone.
 //
 // For mlp-infer it checks Z_1·r ≈ X·(W_1·r) + b_1·r and Z_l·r ≈
 // relu(Z_{l−1})·(W_l·r) + b_l·r with the worker's own Z_{l−1}, so a
 // worker cannot pass a layer without computing it from the one before.
 // Each product gets its own vector, drawn after the result arrived and
 // never sent or reused, so an error the worker chose is independent of r.
-// An error pattern e_i on row i passes when |Σ_j e_ij·r_j| (plus the
-// honest rounding, at most T_i/Safety) stays below T_i ≈ Σ_j bound_ij,
-// that is about N·bound for a row of N columns. Hence the floor:
+// Hence the floor (FreivaldsFloor):
 //
-//   - The entries of r are positive, so an error of one sign adds up
-//     coherently: a same-sign pattern (a bias, a scaling of positive
-//     outputs, stale weights) whose magnitudes add up to more than
-//     2·(1+1/Safety)·T_i — about 3·Σ_j bound_ij — is always caught
-//     (FreivaldsFloor). For random normal data with K = 512–784 the
-//     per-element bound is about 0.1% of |c|, and a 1% bias of one sign on
-//     every element shows as 3 to 30 times the threshold.
-//   - The entries of r are at least 1/2, so a single element perturbed by
-//     more than FreivaldsFloor, about 3·N·bound, is always caught; below
-//     about N·bound it passes.
+//   - A single element perturbed by more than 4·T_p (for r ≡ 1, which
+//     bounds every r drawn) puts its row over T_p whatever r is — r_j is
+//     at least 1/2, and the rest of the row's honest rounding takes at
+//     most T_p — so the row is recomputed (one row per product always
+//     is) and the element found, when it is also more than 1.5 times its
+//     bound off; above 3·T_w (the honest rounding takes at most T_w/Safety)
+//     the row fails outright. The floor is the smaller of the two: for a
+//     512×512 tile with K = 256 about 10 times the element's replica
+//     tolerance (about λ·√(N/K) times: 5 and 4.5 for the first two layers
+//     of a 784-512-256-10 MLP), where T_w alone gave about N/2 times. It
+//     holds whenever the honest rounding obeys the model; the tests check
+//     it on every backend.
+//   - A pattern of one sign (a bias, a scaling of positive outputs, stale
+//     weights) whose magnitudes add up to more than the floor is caught
+//     the same way: the entries of r are positive, so it adds up.
 //   - An error whose signs vary along the row partly cancels: a pattern
-//     of random signs and size ε per element shows as about
-//     0.76·√N·ε (√N times the root mean square of r), so it passes up to
-//     ε ≈ 1.3·√N·bound; an adversary who pairs +δ and −δ in one row passes
-//     with probability about 4·T_i/δ.
+//     of random signs and size ε per element shows as about 0.76·√N·ε,
+//     so it goes over T_p from ε ≈ λ·u·√K'·‖·‖ — below the replica
+//     tolerance — but the recompute finds an element only where one is
+//     beyond its bound; an adversary who pairs +δ and −δ in one row
+//     passes with probability about 4·T_p/δ.
+//   - A result that puts more rows over T_p than the budget (a
+//     within-bound error pattern on every such row, or data that breaks
+//     the model) has the rest pass on T_w: Verdict.Unchecked > 0 says so.
 //
-// So Freivalds catches gross cheating at once, and a result that passes
-// it is correct to within about √N (patterns of varying sign) to N
-// (single elements) times the per-element bound; spot checks, replicas
-// and canaries catch subtler cheats. Entries of both signs would not make
-// a same-sign error add up and see a varying pattern no better (also
-// √N·bound); entries uniform in [0, 1) would see it slightly better but
-// let any single element whose r_j happens to be near zero through, so
-// that no size of error would always be caught.
+// So Freivalds catches gross cheating at once and a few wrong elements a
+// tile on a single result; spot checks, replicas and canaries catch
+// subtler cheats. Column blocks — vectors supported on g blocks of the
+// columns, A·(B·R) with R of n×g — would cut T_p by a further √g (and T_w
+// by g) for (g−1)·m·k more multiply-adds, a pass of g vectors over A: the
+// probabilistic bound reaches the floor's goal (16 times the tolerance)
+// at g = 1, within the cost of the check of one vector, so the check
+// keeps one. Entries of both signs would not make a same-sign error add
+// up; entries uniform in [0, 1) would let any single element whose r_j
+// happens to be near zero through, so that no size of error would always
+// be caught.
 //
 // # Speed
 //
 // Check of a product reads each of B, A and C once: B·r, then A·(B·r)
-// with |A|·s in the same pass, then C·r; Agree reads the two results
+// with |A|·s and ‖A_i‖₂² in the same pass, then C·r; Agree reads the two results
 // once, with the norms of relu of a hidden layer's outputs for the next
 // layer in the same pass. The inner loops (kernels.go) run over float32
 // rows in float64; on amd64 with AVX2 and FMA they are assembly

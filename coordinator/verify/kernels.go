@@ -38,10 +38,10 @@ func dotGo(x []float32, y []float64) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// dotAbsGo returns Σ x_j·y_j and Σ |x_j|·ya_j.
-func dotAbsGo(x []float32, y, ya []float64) (s, sa float64) {
+// dotAbsGo returns Σ x_j·y_j, Σ |x_j|·ya_j and Σ x_j².
+func dotAbsGo(x []float32, y, ya []float64) (s, sa, sq float64) {
 	y, ya = y[:len(x)], ya[:len(x)]
-	var s0, s1, s2, s3, a0, a1, a2, a3 float64
+	var s0, s1, s2, s3, a0, a1, a2, a3, q0, q1, q2, q3 float64
 	j := 0
 	for ; j+4 <= len(x); j += 4 {
 		x4, y4, ya4 := x[j:j+4:j+4], y[j:j+4:j+4], ya[j:j+4:j+4]
@@ -54,19 +54,24 @@ func dotAbsGo(x []float32, y, ya []float64) (s, sa float64) {
 		a1 += math.Abs(f1) * ya4[1]
 		a2 += math.Abs(f2) * ya4[2]
 		a3 += math.Abs(f3) * ya4[3]
+		q0 += f0 * f0
+		q1 += f1 * f1
+		q2 += f2 * f2
+		q3 += f3 * f3
 	}
 	for ; j < len(x); j++ {
 		f := float64(x[j])
 		s0 += f * y[j]
 		a0 += math.Abs(f) * ya[j]
+		q0 += f * f
 	}
-	return (s0 + s1) + (s2 + s3), (a0 + a1) + (a2 + a3)
+	return (s0 + s1) + (s2 + s3), (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
 }
 
-// dotReluGo returns Σ h_j·y_j and Σ h_j·ya_j for h = relu(x).
-func dotReluGo(x []float32, y, ya []float64) (s, sa float64) {
+// dotReluGo returns Σ h_j·y_j, Σ h_j·ya_j and Σ h_j² for h = relu(x).
+func dotReluGo(x []float32, y, ya []float64) (s, sa, sq float64) {
 	y, ya = y[:len(x)], ya[:len(x)]
-	var s0, s1, s2, s3, a0, a1, a2, a3 float64
+	var s0, s1, s2, s3, a0, a1, a2, a3, q0, q1, q2, q3 float64
 	j := 0
 	for ; j+4 <= len(x); j += 4 {
 		x4, y4, ya4 := x[j:j+4:j+4], y[j:j+4:j+4], ya[j:j+4:j+4]
@@ -79,13 +84,18 @@ func dotReluGo(x []float32, y, ya []float64) (s, sa float64) {
 		a1 += h1 * ya4[1]
 		a2 += h2 * ya4[2]
 		a3 += h3 * ya4[3]
+		q0 += h0 * h0
+		q1 += h1 * h1
+		q2 += h2 * h2
+		q3 += h3 * h3
 	}
 	for ; j < len(x); j++ {
 		h := relu(x[j])
 		s0 += h * y[j]
 		a0 += h * ya[j]
+		q0 += h * h
 	}
-	return (s0 + s1) + (s2 + s3), (a0 + a1) + (a2 + a3)
+	return (s0 + s1) + (s2 + s3), (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
 }
 
 // gemvGo sets out_i = a_i·x for the rows a_i of a (len(out) rows of
@@ -97,19 +107,21 @@ func gemvGo(a []float32, cols int, x, out []float64) {
 	}
 }
 
-// gemvAbsGo sets out_i = a_i·x and outAbs_i = |a_i|·xa.
-func gemvAbsGo(a []float32, cols int, x, xa, out, outAbs []float64) {
-	a, outAbs = a[:len(out)*cols], outAbs[:len(out)]
+// gemvAbsGo sets out_i = a_i·x, outAbs_i = |a_i|·xa and outSq_i =
+// ‖a_i‖₂².
+func gemvAbsGo(a []float32, cols int, x, xa, out, outAbs, outSq []float64) {
+	a, outAbs, outSq = a[:len(out)*cols], outAbs[:len(out)], outSq[:len(out)]
 	for i := range out {
-		out[i], outAbs[i] = dotAbsGo(a[i*cols:(i+1)*cols], x, xa)
+		out[i], outAbs[i], outSq[i] = dotAbsGo(a[i*cols:(i+1)*cols], x, xa)
 	}
 }
 
-// gemvReluGo sets out_i = relu(a_i)·x and outAbs_i = relu(a_i)·xa.
-func gemvReluGo(a []float32, cols int, x, xa, out, outAbs []float64) {
-	a, outAbs = a[:len(out)*cols], outAbs[:len(out)]
+// gemvReluGo sets out_i = relu(a_i)·x, outAbs_i = relu(a_i)·xa and
+// outSq_i = ‖relu(a_i)‖₂².
+func gemvReluGo(a []float32, cols int, x, xa, out, outAbs, outSq []float64) {
+	a, outAbs, outSq = a[:len(out)*cols], outAbs[:len(out)], outSq[:len(out)]
 	for i := range out {
-		out[i], outAbs[i] = dotReluGo(a[i*cols:(i+1)*cols], x, xa)
+		out[i], outAbs[i], outSq[i] = dotReluGo(a[i*cols:(i+1)*cols], x, xa)
 	}
 }
 

@@ -18,10 +18,10 @@ func gemvAVX2(a []float32, cols int, x, out []float64)
 func gemv4AVX2(a []float32, cols int, x0, x1, x2, x3, out0, out1, out2, out3 []float64, rows int)
 
 //go:noescape
-func gemvAbsAVX2(a []float32, cols int, x, xa, out, outAbs []float64)
+func gemvAbsAVX2(a []float32, cols int, x, xa, out, outAbs, outSq []float64)
 
 //go:noescape
-func gemvReluAVX2(a []float32, cols int, x, xa, out, outAbs []float64)
+func gemvReluAVX2(a []float32, cols int, x, xa, out, outAbs, outSq []float64)
 
 //go:noescape
 func sumAbsAVX2(x []float32) float64
@@ -89,36 +89,35 @@ func gemv4(a []float32, cols int, x, out *[4][]float64) {
 	}
 }
 
-// gemvAbs sets out_i = a_i·x and outAbs_i = |a_i|·xa.
-func gemvAbs(a []float32, cols int, x, xa, out, outAbs []float64) {
-	a, x, xa, outAbs = a[:len(out)*cols], x[:cols], xa[:cols], outAbs[:len(out)]
-	if !useAVX2 {
-		gemvAbsGo(a, cols, x, xa, out, outAbs)
-		return
-	}
-	gemvAbsAVX2(a, cols, x, xa, out, outAbs)
-	if c4 := cols &^ 3; c4 < cols {
-		for i := range out {
-			s, sa := dotAbsGo(a[i*cols+c4:(i+1)*cols], x[c4:], xa[c4:])
-			out[i] += s
-			outAbs[i] += sa
-		}
-	}
+// gemvAbs sets out_i = a_i·x, outAbs_i = |a_i|·xa and outSq_i = ‖a_i‖₂².
+func gemvAbs(a []float32, cols int, x, xa, out, outAbs, outSq []float64) {
+	gemvSums(a, cols, x, xa, out, outAbs, outSq, gemvAbsGo, gemvAbsAVX2, dotAbsGo)
 }
 
-// gemvRelu sets out_i = relu(a_i)·x and outAbs_i = relu(a_i)·xa.
-func gemvRelu(a []float32, cols int, x, xa, out, outAbs []float64) {
-	a, x, xa, outAbs = a[:len(out)*cols], x[:cols], xa[:cols], outAbs[:len(out)]
+// gemvRelu sets out_i = relu(a_i)·x, outAbs_i = relu(a_i)·xa and outSq_i
+// = ‖relu(a_i)‖₂².
+func gemvRelu(a []float32, cols int, x, xa, out, outAbs, outSq []float64) {
+	gemvSums(a, cols, x, xa, out, outAbs, outSq, gemvReluGo, gemvReluAVX2, dotReluGo)
+}
+
+// gemvSums runs one of the three-sum gemv kernels: the portable one
+// without AVX2, else the assembly for the first cols&^3 columns and the
+// portable dot product for the rest.
+func gemvSums(a []float32, cols int, x, xa, out, outAbs, outSq []float64,
+	portable, asm func(a []float32, cols int, x, xa, out, outAbs, outSq []float64),
+	tail func(x []float32, y, ya []float64) (s, sa, sq float64)) {
+	a, x, xa, outAbs, outSq = a[:len(out)*cols], x[:cols], xa[:cols], outAbs[:len(out)], outSq[:len(out)]
 	if !useAVX2 {
-		gemvReluGo(a, cols, x, xa, out, outAbs)
+		portable(a, cols, x, xa, out, outAbs, outSq)
 		return
 	}
-	gemvReluAVX2(a, cols, x, xa, out, outAbs)
+	asm(a, cols, x, xa, out, outAbs, outSq)
 	if c4 := cols &^ 3; c4 < cols {
 		for i := range out {
-			s, sa := dotReluGo(a[i*cols+c4:(i+1)*cols], x[c4:], xa[c4:])
+			s, sa, sq := tail(a[i*cols+c4:(i+1)*cols], x[c4:], xa[c4:])
 			out[i] += s
 			outAbs[i] += sa
+			outSq[i] += sq
 		}
 	}
 }

@@ -125,17 +125,22 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemvAbsAVX2(a []float32, cols int, x, xa, out, outAbs []float64)
-TEXT ·gemvAbsAVX2(SB), NOSPLIT, $0-128
+// gemvAbsAVX2 and gemvReluAVX2 keep three sums per row (a·x, |a|·xa and
+// a·a), twelve accumulators for a block of four rows: x stays in a
+// register, xa is read from memory by the fused multiply-adds, and the
+// outputs are stored by row index (R9) from their bases, which leaves
+// the registers for the sums.
+
+// func gemvAbsAVX2(a []float32, cols int, x, xa, out, outAbs, outSq []float64)
+TEXT ·gemvAbsAVX2(SB), NOSPLIT, $0-152
 	MOVQ a_base+0(FP), SI
 	MOVQ cols+24(FP), CX
 	MOVQ x_base+32(FP), DI
 	MOVQ xa_base+56(FP), BX
-	MOVQ out_base+80(FP), R8
-	MOVQ outAbs_base+104(FP), R9
 	MOVQ out_len+88(FP), R10
 	MOVQ CX, R11
 	ANDQ $-4, R11
+	XORQ R9, R9 // the row
 	ABSMASK(Y15)
 
 block:
@@ -153,6 +158,10 @@ block:
 	VXORPD Y5, Y5, Y5
 	VXORPD Y6, Y6, Y6
 	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
 	XORQ   AX, AX
 	CMPQ   AX, R11
 	JAE    block_sum
@@ -160,35 +169,42 @@ block:
 block_loop:
 	PREFETCHT0  (R15)
 	ADDQ        $64, R15
-	VMOVUPD     (DI)(AX*8), Y8
-	VMOVUPD     (BX)(AX*8), Y9
-	VCVTPS2PD   (SI)(AX*4), Y10
-	VCVTPS2PD   (DX)(AX*4), Y11
-	VCVTPS2PD   (R12)(AX*4), Y12
-	VCVTPS2PD   (R13)(AX*4), Y13
-	VFMADD231PD Y8, Y10, Y0
-	VFMADD231PD Y8, Y11, Y1
-	VFMADD231PD Y8, Y12, Y2
-	VFMADD231PD Y8, Y13, Y3
-	VANDPD      Y15, Y10, Y10
-	VANDPD      Y15, Y11, Y11
+	VMOVUPD     (DI)(AX*8), Y14
+	VCVTPS2PD   (SI)(AX*4), Y12
+	VFMADD231PD Y14, Y12, Y0
+	VFMADD231PD Y12, Y12, Y8
 	VANDPD      Y15, Y12, Y12
+	VFMADD231PD (BX)(AX*8), Y12, Y4
+	VCVTPS2PD   (DX)(AX*4), Y13
+	VFMADD231PD Y14, Y13, Y1
+	VFMADD231PD Y13, Y13, Y9
 	VANDPD      Y15, Y13, Y13
-	VFMADD231PD Y9, Y10, Y4
-	VFMADD231PD Y9, Y11, Y5
-	VFMADD231PD Y9, Y12, Y6
-	VFMADD231PD Y9, Y13, Y7
+	VFMADD231PD (BX)(AX*8), Y13, Y5
+	VCVTPS2PD   (R12)(AX*4), Y12
+	VFMADD231PD Y14, Y12, Y2
+	VFMADD231PD Y12, Y12, Y10
+	VANDPD      Y15, Y12, Y12
+	VFMADD231PD (BX)(AX*8), Y12, Y6
+	VCVTPS2PD   (R13)(AX*4), Y13
+	VFMADD231PD Y14, Y13, Y3
+	VFMADD231PD Y13, Y13, Y11
+	VANDPD      Y15, Y13, Y13
+	VFMADD231PD (BX)(AX*8), Y13, Y7
 	ADDQ        $4, AX
 	CMPQ        AX, R11
 	JB          block_loop
 
 block_sum:
-	REDUCE4(Y0, Y1, Y2, Y3, Y14)
-	REDUCE4(Y4, Y5, Y6, Y7, Y14)
-	VMOVUPD Y0, (R8)
-	VMOVUPD Y4, (R9)
-	ADDQ    $32, R8
-	ADDQ    $32, R9
+	REDUCE4(Y0, Y1, Y2, Y3, Y12)
+	REDUCE4(Y4, Y5, Y6, Y7, Y12)
+	REDUCE4(Y8, Y9, Y10, Y11, Y12)
+	MOVQ    out_base+80(FP), R8
+	VMOVUPD Y0, (R8)(R9*8)
+	MOVQ    outAbs_base+104(FP), R8
+	VMOVUPD Y4, (R8)(R9*8)
+	MOVQ    outSq_base+128(FP), R8
+	VMOVUPD Y8, (R8)(R9*8)
+	ADDQ    $4, R9
 	LEAQ    (R13)(CX*4), SI
 	SUBQ    $4, R10
 	JMP     block
@@ -198,6 +214,7 @@ single:
 	JZ     done
 	VXORPD Y0, Y0, Y0
 	VXORPD Y4, Y4, Y4
+	VXORPD Y8, Y8, Y8
 	XORQ   AX, AX
 	CMPQ   AX, R11
 	JAE    single_sum
@@ -205,6 +222,7 @@ single:
 single_loop:
 	VCVTPS2PD   (SI)(AX*4), Y10
 	VFMADD231PD (DI)(AX*8), Y10, Y0
+	VFMADD231PD Y10, Y10, Y8
 	VANDPD      Y15, Y10, Y10
 	VFMADD231PD (BX)(AX*8), Y10, Y4
 	ADDQ        $4, AX
@@ -214,10 +232,14 @@ single_loop:
 single_sum:
 	HSUM(Y0, X0, X1)
 	HSUM(Y4, X4, X5)
-	VMOVSD X0, (R8)
-	VMOVSD X4, (R9)
-	ADDQ   $8, R8
-	ADDQ   $8, R9
+	HSUM(Y8, X8, X9)
+	MOVQ   out_base+80(FP), R8
+	VMOVSD X0, (R8)(R9*8)
+	MOVQ   outAbs_base+104(FP), R8
+	VMOVSD X4, (R8)(R9*8)
+	MOVQ   outSq_base+128(FP), R8
+	VMOVSD X8, (R8)(R9*8)
+	INCQ   R9
 	LEAQ   (SI)(CX*4), SI
 	DECQ   R10
 	JMP    single
@@ -226,17 +248,16 @@ done:
 	VZEROUPPER
 	RET
 
-// func gemvReluAVX2(a []float32, cols int, x, xa, out, outAbs []float64)
-TEXT ·gemvReluAVX2(SB), NOSPLIT, $0-128
-	MOVQ a_base+0(FP), SI
-	MOVQ cols+24(FP), CX
-	MOVQ x_base+32(FP), DI
-	MOVQ xa_base+56(FP), BX
-	MOVQ out_base+80(FP), R8
-	MOVQ outAbs_base+104(FP), R9
-	MOVQ out_len+88(FP), R10
-	MOVQ CX, R11
-	ANDQ $-4, R11
+// func gemvReluAVX2(a []float32, cols int, x, xa, out, outAbs, outSq []float64)
+TEXT ·gemvReluAVX2(SB), NOSPLIT, $0-152
+	MOVQ   a_base+0(FP), SI
+	MOVQ   cols+24(FP), CX
+	MOVQ   x_base+32(FP), DI
+	MOVQ   xa_base+56(FP), BX
+	MOVQ   out_len+88(FP), R10
+	MOVQ   CX, R11
+	ANDQ   $-4, R11
+	XORQ   R9, R9 // the row
 	VXORPS Y14, Y14, Y14
 
 block:
@@ -254,6 +275,10 @@ block:
 	VXORPD Y5, Y5, Y5
 	VXORPD Y6, Y6, Y6
 	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
 	XORQ   AX, AX
 	CMPQ   AX, R11
 	JAE    block_sum
@@ -261,24 +286,27 @@ block:
 block_loop:
 	PREFETCHT0  (R15)
 	ADDQ        $64, R15
-	VMOVUPD     (DI)(AX*8), Y8
-	VMOVUPD     (BX)(AX*8), Y9
-	RELU4((SI)(AX*4), X10, X14)
-	RELU4((DX)(AX*4), X11, X14)
-	RELU4((R12)(AX*4), X12, X14)
-	RELU4((R13)(AX*4), X13, X14)
-	VCVTPS2PD   X10, Y10
-	VCVTPS2PD   X11, Y11
+	VMOVUPD     (DI)(AX*8), Y13
+	RELU4((SI)(AX*4), X12, X14)
 	VCVTPS2PD   X12, Y12
-	VCVTPS2PD   X13, Y13
-	VFMADD231PD Y8, Y10, Y0
-	VFMADD231PD Y8, Y11, Y1
-	VFMADD231PD Y8, Y12, Y2
-	VFMADD231PD Y8, Y13, Y3
-	VFMADD231PD Y9, Y10, Y4
-	VFMADD231PD Y9, Y11, Y5
-	VFMADD231PD Y9, Y12, Y6
-	VFMADD231PD Y9, Y13, Y7
+	VFMADD231PD Y13, Y12, Y0
+	VFMADD231PD (BX)(AX*8), Y12, Y4
+	VFMADD231PD Y12, Y12, Y8
+	RELU4((DX)(AX*4), X12, X14)
+	VCVTPS2PD   X12, Y12
+	VFMADD231PD Y13, Y12, Y1
+	VFMADD231PD (BX)(AX*8), Y12, Y5
+	VFMADD231PD Y12, Y12, Y9
+	RELU4((R12)(AX*4), X12, X14)
+	VCVTPS2PD   X12, Y12
+	VFMADD231PD Y13, Y12, Y2
+	VFMADD231PD (BX)(AX*8), Y12, Y6
+	VFMADD231PD Y12, Y12, Y10
+	RELU4((R13)(AX*4), X12, X14)
+	VCVTPS2PD   X12, Y12
+	VFMADD231PD Y13, Y12, Y3
+	VFMADD231PD (BX)(AX*8), Y12, Y7
+	VFMADD231PD Y12, Y12, Y11
 	ADDQ        $4, AX
 	CMPQ        AX, R11
 	JB          block_loop
@@ -286,10 +314,14 @@ block_loop:
 block_sum:
 	REDUCE4(Y0, Y1, Y2, Y3, Y15)
 	REDUCE4(Y4, Y5, Y6, Y7, Y15)
-	VMOVUPD Y0, (R8)
-	VMOVUPD Y4, (R9)
-	ADDQ    $32, R8
-	ADDQ    $32, R9
+	REDUCE4(Y8, Y9, Y10, Y11, Y15)
+	MOVQ    out_base+80(FP), R8
+	VMOVUPD Y0, (R8)(R9*8)
+	MOVQ    outAbs_base+104(FP), R8
+	VMOVUPD Y4, (R8)(R9*8)
+	MOVQ    outSq_base+128(FP), R8
+	VMOVUPD Y8, (R8)(R9*8)
+	ADDQ    $4, R9
 	LEAQ    (R13)(CX*4), SI
 	SUBQ    $4, R10
 	JMP     block
@@ -299,6 +331,7 @@ single:
 	JZ     done
 	VXORPD Y0, Y0, Y0
 	VXORPD Y4, Y4, Y4
+	VXORPD Y8, Y8, Y8
 	XORQ   AX, AX
 	CMPQ   AX, R11
 	JAE    single_sum
@@ -308,6 +341,7 @@ single_loop:
 	VCVTPS2PD   X10, Y10
 	VFMADD231PD (DI)(AX*8), Y10, Y0
 	VFMADD231PD (BX)(AX*8), Y10, Y4
+	VFMADD231PD Y10, Y10, Y8
 	ADDQ        $4, AX
 	CMPQ        AX, R11
 	JB          single_loop
@@ -315,10 +349,14 @@ single_loop:
 single_sum:
 	HSUM(Y0, X0, X1)
 	HSUM(Y4, X4, X5)
-	VMOVSD X0, (R8)
-	VMOVSD X4, (R9)
-	ADDQ   $8, R8
-	ADDQ   $8, R9
+	HSUM(Y8, X8, X9)
+	MOVQ   out_base+80(FP), R8
+	VMOVSD X0, (R8)(R9*8)
+	MOVQ   outAbs_base+104(FP), R8
+	VMOVSD X4, (R8)(R9*8)
+	MOVQ   outSq_base+128(FP), R8
+	VMOVSD X8, (R8)(R9*8)
+	INCQ   R9
 	LEAQ   (SI)(CX*4), SI
 	DECQ   R10
 	JMP    single

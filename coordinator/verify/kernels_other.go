@@ -19,14 +19,15 @@ func gemv4(a []float32, cols int, x, out *[4][]float64) {
 	}
 }
 
-// gemvAbs sets out_i = a_i·x and outAbs_i = |a_i|·xa.
-func gemvAbs(a []float32, cols int, x, xa, out, outAbs []float64) {
-	gemvAbsGo(a, cols, x, xa, out, outAbs)
+// gemvAbs sets out_i = a_i·x, outAbs_i = |a_i|·xa and outSq_i = ‖a_i‖₂².
+func gemvAbs(a []float32, cols int, x, xa, out, outAbs, outSq []float64) {
+	gemvAbsGo(a, cols, x, xa, out, outAbs, outSq)
 }
 
-// gemvRelu sets out_i = relu(a_i)·x and outAbs_i = relu(a_i)·xa.
-func gemvRelu(a []float32, cols int, x, xa, out, outAbs []float64) {
-	gemvReluGo(a, cols, x, xa, out, outAbs)
+// gemvRelu sets out_i = relu(a_i)·x, outAbs_i = relu(a_i)·xa and outSq_i
+// = ‖relu(a_i)‖₂².
+func gemvRelu(a []float32, cols int, x, xa, out, outAbs, outSq []float64) {
+	gemvReluGo(a, cols, x, xa, out, outAbs, outSq)
 }
 
 // sumAbs returns Σ |x_j|.

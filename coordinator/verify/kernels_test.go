@@ -90,8 +90,8 @@ func TestReluSemantics(t *testing.T) {
 			t.Errorf("relu(%v [%#08x]) = %v, want %v", tc.x, math.Float32bits(tc.x), got, tc.want)
 		}
 		// The assembly's relu, through gemvRelu on one element.
-		var s, sa [1]float64
-		gemvRelu([]float32{tc.x, 0, 0, 0}, 4, []float64{1, 0, 0, 0}, []float64{1, 0, 0, 0}, s[:], sa[:])
+		var s, sa, sq [1]float64
+		gemvRelu([]float32{tc.x, 0, 0, 0}, 4, []float64{1, 0, 0, 0}, []float64{1, 0, 0, 0}, s[:], sa[:], sq[:])
 		if math.Float64bits(s[0]) != math.Float64bits(tc.want) {
 			t.Errorf("gemvRelu of %v = %v, want %v", tc.x, s[0], tc.want)
 		}
@@ -110,32 +110,33 @@ func TestGemvKernels(t *testing.T) {
 			x, xa := positive(rng, cols), positive(rng, cols)
 			for _, k := range []struct {
 				name string
-				run  func(out, outAbs []float64)
-				ref  func(out, outAbs []float64)
+				run  func(out, outAbs, outSq []float64)
+				ref  func(out, outAbs, outSq []float64)
 				abs  func(v float32) float64 // |a| as the second sum reads it
 				val  func(v float32) float64 // a as the first sum reads it
 			}{
-				{"gemv", func(o, _ []float64) { gemv(a, cols, x, o) }, func(o, _ []float64) { gemvGo(a, cols, x, o) }, nil, func(v float32) float64 { return float64(v) }},
-				{"gemvAbs", func(o, oa []float64) { gemvAbs(a, cols, x, xa, o, oa) }, func(o, oa []float64) { gemvAbsGo(a, cols, x, xa, o, oa) },
+				{"gemv", func(o, _, _ []float64) { gemv(a, cols, x, o) }, func(o, _, _ []float64) { gemvGo(a, cols, x, o) }, nil, func(v float32) float64 { return float64(v) }},
+				{"gemvAbs", func(o, oa, oq []float64) { gemvAbs(a, cols, x, xa, o, oa, oq) }, func(o, oa, oq []float64) { gemvAbsGo(a, cols, x, xa, o, oa, oq) },
 					func(v float32) float64 { return math.Abs(float64(v)) }, func(v float32) float64 { return float64(v) }},
-				{"gemvRelu", func(o, oa []float64) { gemvRelu(a, cols, x, xa, o, oa) }, func(o, oa []float64) { gemvReluGo(a, cols, x, xa, o, oa) },
+				{"gemvRelu", func(o, oa, oq []float64) { gemvRelu(a, cols, x, xa, o, oa, oq) }, func(o, oa, oq []float64) { gemvReluGo(a, cols, x, xa, o, oa, oq) },
 					relu, relu},
 			} {
 				t.Run(fmt.Sprintf("%s/%dx%d", k.name, rows, cols), func(t *testing.T) {
-					out, outAbs := make([]float64, rows+1), make([]float64, rows+1)
-					ref, refAbs := make([]float64, rows), make([]float64, rows)
-					out[rows], outAbs[rows] = 42, 42 // must stay
-					k.run(out[:rows], outAbs[:rows])
-					k.ref(ref, refAbs)
-					if out[rows] != 42 || outAbs[rows] != 42 {
+					out, outAbs, outSq := make([]float64, rows+1), make([]float64, rows+1), make([]float64, rows+1)
+					ref, refAbs, refSq := make([]float64, rows), make([]float64, rows), make([]float64, rows)
+					out[rows], outAbs[rows], outSq[rows] = 42, 42, 42 // must stay
+					k.run(out[:rows], outAbs[:rows], outSq[:rows])
+					k.ref(ref, refAbs, refSq)
+					if out[rows] != 42 || outAbs[rows] != 42 || outSq[rows] != 42 {
 						t.Fatal("wrote past the end of out")
 					}
 					for i := range rows {
-						var mag, magAbs float64
+						var mag, magAbs, magSq float64
 						for j, v := range a[i*cols : (i+1)*cols] {
 							mag += math.Abs(k.val(v) * x[j])
 							if k.abs != nil {
 								magAbs += k.abs(v) * xa[j]
+								magSq += k.val(v) * k.val(v)
 							}
 						}
 						if !closeSums(out[i], ref[i], cols, mag) {
@@ -143,6 +144,12 @@ func TestGemvKernels(t *testing.T) {
 						}
 						if k.abs != nil && !closeSums(outAbs[i], refAbs[i], cols, magAbs) {
 							t.Errorf("row %d: abs %v, Go %v", i, outAbs[i], refAbs[i])
+						}
+						if k.abs != nil && !closeSums(outSq[i], refSq[i], cols, magSq) {
+							t.Errorf("row %d: squares %v, Go %v", i, outSq[i], refSq[i])
+						}
+						if k.abs != nil && !closeSums(outSq[i], magSq, cols, magSq) {
+							t.Errorf("row %d: squares %v, want %v", i, outSq[i], magSq)
 						}
 					}
 				})

@@ -102,15 +102,53 @@ func (l *layer) exact(i, j int) exactElem {
 	}
 }
 
-// threshold is Freivalds' bound for one row: Σ_j r_j·elementBound_ij,
-// given predAbs = Σ_k|f(a_ik)|·(|B|·r)_k + |bias|·r, aAbs = Σ_k|f(a_ik)|,
-// sumR = Σ_j r_j, sumBar = Σ_k (|B|·r)_k, and cAbs = |C_i|·r for the
-// float64 slack of C·r. Freivalds passes r ≡ 1 here, which bounds it for
-// every r in [0, 1]^n.
-func (l *layer) threshold(predAbs, aAbs, sumR, sumBar, cAbs float64) float64 {
+// exactRow recomputes row i in float64, O(K·n), walking down the rows of
+// B: val_j = Σ_k f(a_ik)·b_kj + bias_j, abs_j = Σ_k |f(a_ik)·b_kj| +
+// |bias_j| and sumB_j = Σ_k |b_kj|; it returns Σ_k |f(a_ik)|.
+func (l *layer) exactRow(i int, val, abs, sumB []float64) (sumA float64) {
+	val, abs, sumB = val[:l.n], abs[:l.n], sumB[:l.n]
+	clear(val)
+	clear(abs)
+	clear(sumB)
+	for kk, x := range l.a[i*l.k : (i+1)*l.k] {
+		f := l.input(x)
+		af := math.Abs(f)
+		sumA += af
+		for j, y := range l.b[kk*l.n : (kk+1)*l.n] {
+			yf := float64(y)
+			ay := math.Abs(yf)
+			val[j] += f * yf
+			abs[j] += af * ay
+			sumB[j] += ay
+		}
+	}
+	for j := range l.bias {
+		b := float64(l.bias[j])
+		val[j] += b
+		abs[j] += math.Abs(b)
+	}
+	return sumA
+}
+
+// Freivalds' worst-case bound for one row is Σ_j r_j·elementBound_ij ≤
+// worstTerm(predAbs) + fixedTerms(…), given predAbs = Σ_k|f(a_ik)|·(|B|·r)_k
+// + |bias|·r, aAbs = Σ_k|f(a_ik)|, sumR = Σ_j r_j, sumBar = Σ_k (|B|·r)_k,
+// and cAbs = |C_i|·r for the float64 slack of C·r. Freivalds passes r ≡
+// 1 here, which bounds it for every r in [0, 1]^n.
+
+// worstTerm is the rounding part of the worst-case bound,
+// Safety·γ_K'·predAbs.
+func (l *layer) worstTerm(predAbs float64) float64 {
+	return Safety * shaders.Gamma(l.terms()) * predAbs
+}
+
+// fixedTerms is the rest of both of Freivalds' bounds, worst-case and
+// probabilistic: the flush of subnormals (at its worst) and the float64
+// slack of the check itself.
+func (l *layer) fixedTerms(predAbs, aAbs, sumR, sumBar, cAbs float64) float64 {
 	t := l.terms()
 	flush := tiny * ((float64(2*t+1)+aAbs)*sumR + sumBar)
-	return Safety*(shaders.Gamma(t)*predAbs+flush) + slack64(t+l.n)*(predAbs+cAbs)
+	return Safety*flush + slack64(t+l.n)*(predAbs+cAbs)
 }
 
 // appendLayers checks inputs and outputs against kernel and appends the

@@ -36,6 +36,7 @@ const (
 	MethodFinite    = "finite"         // NaN and ±Inf in the outputs
 	MethodFreivalds = "freivalds"      // Freivalds' check of each product
 	MethodSpot      = "spot"           // elements recomputed exactly
+	MethodRecompute = "recompute"      // a row over Freivalds' probabilistic bound, recomputed exactly
 	MethodCheck     = "freivalds+spot" // everything Check does, all passed
 	MethodInputs    = "inputs"         // the shard cannot be verified (Err set)
 )
@@ -54,6 +55,15 @@ type Verdict struct {
 	// Err is non-nil, wrapping ErrUnverifiable, when the shard itself
 	// cannot be verified; OK is then false but the worker is not to blame.
 	Err error
+	// Recomputed counts the rows that went over Freivalds' probabilistic
+	// bound (but not its worst-case one) and were recomputed exactly,
+	// Unchecked those the recompute budget left: they passed on the
+	// worst-case bound alone, so a result with Unchecked > 0 is judged
+	// no better than before the probabilistic bound (a caller may want a
+	// replica of it). Honest results leave both at 0 except on data whose
+	// roundings repeat from element to element (see the package
+	// documentation).
+	Recomputed, Unchecked int
 }
 
 // Verifier checks results against the float32 error analysis of their
@@ -67,8 +77,11 @@ type Verifier struct {
 	la, lb []layer // the shard's layers (for Agree: replica a, replica b)
 
 	// Freivalds' vectors: r, B·r, and per row of the result A·(B·r),
-	// |A|·s and C·r.
-	r, br, pred, predAbs, cr []float64
+	// |A|·s, ‖A_i‖₂² and C·r; the rows over the probabilistic bound, and
+	// one row recomputed exactly (exactRow).
+	r, br, pred, predAbs, predSq, cr []float64
+	flagged                          []flaggedRow
+	rowVal, rowAbs, rowSumB          []float64
 	// Agree's row and column terms.
 	ha, hb, dh, colConst []float64
 
@@ -157,6 +170,7 @@ func (v *Verifier) withSpots(ls []layer, fv Verdict, rng *mrand.Rand, spots int)
 	}
 	sv := v.spotCheck(ls, rng, spots)
 	sv.Ratio = max(sv.Ratio, fv.Ratio)
+	sv.Recomputed, sv.Unchecked = fv.Recomputed, fv.Unchecked
 	if sv.OK {
 		sv.Method = MethodCheck
 	}
