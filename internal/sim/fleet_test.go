@@ -33,3 +33,43 @@ func TestFleetCountsEachCatchOnce(t *testing.T) {
 		}
 	}
 }
+
+// ringAttacks are the Sybil rings of issue 12: identities are free, so a
+// ring can be most of a young network, or earn trust and then lie. Each
+// member moves 4 elements of a tile by 60 replica tolerances: under the
+// Freivalds floor of a single secret vector, which is about half a tile's
+// width in tolerances.
+var ringAttacks = []struct {
+	name   string
+	honest int
+	ring   sim.Ring
+}{
+	{"majority of a fresh fleet", 2, sim.Ring{Members: 6, Rate: 0.75, Elements: 4, Factor: 60}},
+	{"patient, turns once trusted", 2, sim.Ring{Members: 4, Rate: 0.75, Elements: 4, Factor: 60, After: 15}},
+}
+
+// TestRingsLeaveNothingWrong runs each ring against the real scheduler and
+// verifier: no wrong element may be left in a final output, no honest
+// worker banned, and every member that cheated caught.
+func TestRingsLeaveNothingWrong(t *testing.T) {
+	for _, attack := range ringAttacks {
+		for seed := uint64(1); seed <= 2; seed++ {
+			rep, err := sim.RunFleet(sim.FleetConfig{
+				Fleet: sim.RingFleet(attack.honest, attack.ring, seed), Shards: 200,
+				MatmulK: 64, Rejoins: 0, Burst: 8, Seed: seed,
+				Compute: shaders.Reference, Checker: server.NewChecker(2),
+			})
+			if err != nil {
+				t.Errorf("%s, seed %d: %v (%d honest workers banned, %d caught)", attack.name, seed, err, rep.HonestBanned, rep.Caught)
+				continue
+			}
+			if rep.WrongLeft != 0 || rep.HonestBanned != 0 || rep.Uncaught != 0 || rep.JobsFailed != 0 {
+				t.Errorf("%s, seed %d: %d wrong results left, %d honest workers banned, %d of %d cheating members never caught, %d jobs failed %v",
+					attack.name, seed, rep.WrongLeft, rep.HonestBanned, rep.Uncaught, rep.Cheaters, rep.JobsFailed, rep.FailReasons)
+			}
+			if rep.Cheaters == 0 {
+				t.Errorf("%s, seed %d: the ring never cheated", attack.name, seed)
+			}
+		}
+	}
+}
