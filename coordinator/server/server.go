@@ -65,6 +65,13 @@ type Config struct {
 	// (default 15 s) and dropped when it does not answer within PingTimeout
 	// (default 10 s).
 	PingEvery, PingTimeout time.Duration
+	// MinRate and RateGrace bound how slowly a peer may send: a worker
+	// message, once its first byte has arrived, must finish within
+	// RateGrace plus its size over MinRate (bytes per second), or its
+	// connection is closed (defaults 64 KiB/s and 10 s: a 16 MiB frame may
+	// take 4 min 26 s).
+	MinRate   int64
+	RateGrace time.Duration
 	// Rand returns the scheduler's random source (default
 	// verify.NewSecretRand: ChaCha8 seeded from crypto/rand).
 	Rand func() *mrand.Rand
@@ -114,6 +121,12 @@ func (c *Config) defaults() {
 	}
 	if c.PingTimeout <= 0 {
 		c.PingTimeout = 10 * time.Second
+	}
+	if c.MinRate <= 0 {
+		c.MinRate = 64 << 10
+	}
+	if c.RateGrace <= 0 {
+		c.RateGrace = 10 * time.Second
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
