@@ -31,6 +31,7 @@ const (
 type conn struct {
 	srv  *Server
 	ws   *websocket.Conn
+	pc   *peerConn          // the TCP connection under ws, which paces reads
 	id   scheduler.WorkerID // set by the loop at join
 	addr scheduler.Address
 	caps protocol.Capabilities
@@ -88,13 +89,14 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 
 // ServeWorker is the worker WebSocket endpoint (GET /v1/worker).
 func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	hw := &hijackPeer{ResponseWriter: w, cfg: &s.cfg}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return // Accept wrote the HTTP error
 	}
 	ws.SetReadLimit(protocol.MaxFrameSize)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, sent: make(map[[32]byte]bool), out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	c := &conn{srv: s, ws: ws, pc: hw.pc, sent: make(map[[32]byte]bool), out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
 	defer cancel()
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
@@ -119,6 +121,9 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
 	case errors.Is(err, errTooBig):
 		c.closeWith(statusTooBig, err.Error())
+	case errors.Is(err, errSlow) || errors.Is(err, errSilent):
+		s.log.Info("closing worker connection", "address", c.addr, "err", err)
+		c.closeWith(statusBadFrame, paceReason(err))
 	default:
 		s.log.Info("closing worker connection", "address", c.addr, "err", err)
 		c.closeWith(statusBadFrame, err.Error())
@@ -129,6 +134,17 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 }
 
 var errTooBig = errors.New("frame over the size limit")
+
+// paceReason is the close reason for a connection cut by its peerConn's
+// deadlines: that error's text, without what coder/websocket wrapped it
+// in (a close reason holds 120 bytes).
+func paceReason(err error) string {
+	var pe *paceError
+	if errors.As(err, &pe) {
+		return pe.Error()
+	}
+	return err.Error()
+}
 
 // heldOverhead is the least a chunked output awaiting its Result counts
 // against Config.MaxHeldOutputBytes, so that empty tensors cost too.
@@ -147,7 +163,8 @@ const maxQueuedTensorBytes = 1 << 30
 // readFrame reads one binary message into buf (reused), enforcing the frame
 // limit.
 func (c *conn) readFrame(ctx context.Context, buf []byte) ([]byte, error) {
-	frame, err := wsio.ReadFrame(ctx, c.ws, buf)
+	frame, err := wsio.ReadFrameWith(ctx, c.ws, buf, c.pc.startMessage, nil)
+	c.pc.endMessage()
 	if err != nil && isTooBig(err) {
 		return nil, fmt.Errorf("%w: %v", errTooBig, err)
 	}
