@@ -54,6 +54,15 @@ type Config struct {
 	// send ahead of their Results, in bytes (default 256 MiB: as much
 	// again as it may have unfinished); a worker over it is closed.
 	MaxHeldOutputBytes int64
+	// MemoryBudget is the memory, in bytes, the coordinator lets what peers
+	// send it hold at once (default 4 GiB): an eighth for worker frames
+	// being read, a quarter for chunked outputs awaiting their Results, a
+	// quarter for job uploads being read (so MaxJobBytes is at most a
+	// quarter). A peer that would go over is refused with a clear error:
+	// a worker connection closes 1013 (try again later), an upload gets a
+	// 503. `neurolov serve -memory-budget` sets it, and sets the Go
+	// runtime's soft memory limit to it.
+	MemoryBudget int64
 	// SpotChecks is the number of output elements recomputed exactly per
 	// result (default 2).
 	SpotChecks int
