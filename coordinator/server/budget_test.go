@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -119,13 +120,19 @@ func TestHalfSentMessagesShareABudget(t *testing.T) {
 // with a JSON error.
 func TestUploadsShareABudget(t *testing.T) {
 	c := startCoordinator(t, budget16)
+	rng := rand.New(rand.NewPCG(3, 3))
+	a, b := randomTensor(rng, 768, 1024), randomTensor(rng, 1024, 1) // 3 MiB
+	var body bytes.Buffer
+	if err := tensor.WriteSafetensors(&body, map[string]*tensor.Tensor{"A": a, "B": b}, nil); err != nil {
+		t.Fatal(err)
+	}
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	req, err := http.NewRequest(http.MethodPost, c.HTTP.URL+"/v1/jobs?kernel=matmul", pr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.ContentLength = 3 << 20
+	req.ContentLength = int64(body.Len())
 	req.Header.Set("Authorization", "Bearer "+c.Key)
 	slow := make(chan struct{})
 	go func() {
@@ -135,11 +142,9 @@ func TestUploadsShareABudget(t *testing.T) {
 		}
 	}()
 	defer func() { pw.CloseWithError(errors.New("test over")); <-slow }()
-	if _, err := pw.Write(make([]byte, 1024)); err != nil {
+	if _, err := pw.Write(body.Bytes()[:1024]); err != nil { // and the rest never
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(3, 3))
-	a, b := randomTensor(rng, 768, 1024), randomTensor(rng, 1024, 1) // 3 MiB
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := c.client().SubmitMatmul(context.Background(), a, b, client.SubmitOptions{})

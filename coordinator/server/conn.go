@@ -29,12 +29,14 @@ const (
 // loop events; the writer goroutine batches queued messages into frames
 // (one write per batch: coder/websocket flushes every Write).
 type conn struct {
-	srv  *Server
-	ws   *websocket.Conn
-	pc   *peerConn          // the TCP connection under ws, which paces reads
-	id   scheduler.WorkerID // set by the loop at join
-	addr scheduler.Address
-	caps protocol.Capabilities
+	srv *Server
+	ws  *websocket.Conn
+	pc  *peerConn // the TCP connection under ws, which paces reads
+	// frame is the buffer frames are read into (reader-owned).
+	frame frameBuf
+	id    scheduler.WorkerID // set by the loop at join
+	addr  scheduler.Address
+	caps  protocol.Capabilities
 	// joined is when the handshake completed.
 	joined time.Time
 	// sent holds the hashes of tensors this connection has received
@@ -96,15 +98,18 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(protocol.MaxFrameSize)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, pc: hw.pc, sent: make(map[[32]byte]bool), out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{b: &s.budgets.frames}, sent: make(map[[32]byte]bool), out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
 	defer cancel()
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
-		code := statusBadFrame
-		if errors.Is(err, errTooBig) {
+		code, reason := statusBadFrame, err.Error()
+		switch {
+		case errors.Is(err, errTooBig):
 			code = statusTooBig
+		case errors.Is(err, ErrBudget):
+			code, reason = websocket.StatusTryAgainLater, budgetReason(err)
 		}
-		c.closeWith(code, err.Error())
+		c.closeWith(code, reason)
 		<-c.closeDone
 		return
 	}
@@ -121,6 +126,9 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
 	case errors.Is(err, errTooBig):
 		c.closeWith(statusTooBig, err.Error())
+	case errors.Is(err, ErrBudget):
+		s.log.Info("refusing worker connection", "address", c.addr, "err", err)
+		c.closeWith(websocket.StatusTryAgainLater, budgetReason(err))
 	case errors.Is(err, errSlow) || errors.Is(err, errSilent):
 		s.log.Info("closing worker connection", "address", c.addr, "err", err)
 		c.closeWith(statusBadFrame, paceReason(err))
@@ -160,11 +168,15 @@ const chunkedOutputBytes = 16 * protocol.MaxFrameSize
 // closed rather than left to fill the coordinator's memory.
 const maxQueuedTensorBytes = 1 << 30
 
-// readFrame reads one binary message into buf (reused), enforcing the frame
-// limit.
-func (c *conn) readFrame(ctx context.Context, buf []byte) ([]byte, error) {
-	frame, err := wsio.ReadFrameWith(ctx, c.ws, buf, c.pc.startMessage, nil)
+// readFrame reads one binary message into c.frame, charged to the frames
+// budget, enforcing the frame limit; the caller calls c.frame.release once
+// it has decoded the frame (readFrame does on an error).
+func (c *conn) readFrame(ctx context.Context) ([]byte, error) {
+	frame, err := wsio.ReadFrameWith(ctx, c.ws, nil, c.pc.startMessage, c.frame.grow)
 	c.pc.endMessage()
+	if err != nil {
+		c.frame.release()
+	}
 	if err != nil && isTooBig(err) {
 		return nil, fmt.Errorf("%w: %v", errTooBig, err)
 	}
@@ -192,17 +204,15 @@ func (s *Server) handshake(ctx context.Context, c *conn) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
 	var dec protocol.Decoder
-	var buf []byte
 	var hello *protocol.Hello
 	var auth *protocol.Auth
 	var caps *protocol.Capabilities
 	var challenge string
 	for caps == nil {
-		frame, err := c.readFrame(ctx, buf)
+		frame, err := c.readFrame(ctx)
 		if err != nil {
 			return fmt.Errorf("handshake: %w", err)
 		}
-		buf = frame
 		err = dec.Decode(frame, func(m protocol.Message) error {
 			switch m := m.(type) {
 			case *protocol.Hello:
@@ -235,6 +245,7 @@ func (s *Server) handshake(ctx context.Context, c *conn) error {
 			}
 			return nil
 		})
+		c.frame.release()
 		if err != nil {
 			return err
 		}
@@ -265,13 +276,13 @@ func (c *conn) readLoop() error {
 	asm := protocol.NewAssembler(chunkedOutputBytes)
 	done := make(map[[32]byte]*tensor.Tensor) // chunked outputs awaiting their Result
 	var held int64                            // their bytes, as counted by heldBytes
-	var buf []byte
+	outputs := &s.budgets.outputs             // charged asm.Used() + held
+	defer func() { outputs.give(asm.Used() + held) }()
 	for {
-		frame, err := c.readFrame(c.ctx, buf)
+		frame, err := c.readFrame(c.ctx)
 		if err != nil {
 			return err
 		}
-		buf = frame
 		var batch []event
 		var results []scheduler.LeaseResult // consecutive Results, sent as one event
 		flush := func() {
@@ -293,6 +304,7 @@ func (c *conn) readLoop() error {
 					return err
 				}
 				held -= freed
+				outputs.give(freed)
 				if results == nil {
 					results = make([]scheduler.LeaseResult, 0, dec.Remaining()+1)
 				}
@@ -302,13 +314,24 @@ func (c *conn) readLoop() error {
 			case *protocol.Fetch:
 				batch = append(batch, event{kind: evFetch, conn: c, hashes: append([][32]byte(nil), m.Hashes...)})
 			case *protocol.TensorData:
+				before := asm.Used()
 				t, err := asm.Add(m)
+				if d := asm.Used() - before; d < 0 {
+					outputs.give(-d)
+				} else if berr := outputs.take(d); berr != nil {
+					asm.Drop(m.Hash)
+					return berr
+				}
 				if err != nil {
 					return err
 				}
 				if t != nil && done[m.Hash] == nil {
 					if held += heldBytes(t); held > s.cfg.MaxHeldOutputBytes {
 						return fmt.Errorf("%w: more than %d bytes of chunked outputs sent without a Result", protocol.ErrLimit, s.cfg.MaxHeldOutputBytes)
+					}
+					if berr := outputs.take(heldBytes(t)); berr != nil {
+						held -= heldBytes(t)
+						return berr
 					}
 					done[m.Hash] = t
 				}
@@ -322,6 +345,7 @@ func (c *conn) readLoop() error {
 			return nil
 		})
 		flush()
+		c.frame.release()
 		s.metrics.traffic.framesIn.Add(1)
 		s.metrics.traffic.messagesIn.Add(uint64(messages))
 		if len(batch) == 1 {

@@ -119,6 +119,9 @@ func (c *Config) defaults() {
 	if c.MaxHeldOutputBytes <= 0 {
 		c.MaxHeldOutputBytes = chunkedOutputBytes
 	}
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = defaultMemoryBudget
+	}
 	if c.SpotChecks <= 0 {
 		c.SpotChecks = 2
 	}
@@ -164,6 +167,7 @@ type Server struct {
 	log     *slog.Logger
 	auth    *identity.Verifier
 	metrics *metrics
+	budgets *budgets
 
 	events chan event
 	done   chan struct{}
@@ -232,6 +236,11 @@ func New(cfg Config, st store.Store) *Server {
 		cfg.Logger.Warn("InlineBytes over what a frame holds: lowered", "asked", cfg.InlineBytes, "max", MaxInlineBytes)
 		cfg.InlineBytes = MaxInlineBytes
 	}
+	bud := newBudgets(cfg.MemoryBudget)
+	if cfg.MaxJobBytes > bud.bodies.limit {
+		cfg.Logger.Warn("MaxJobBytes over the memory budget's share for uploads: lowered", "asked", cfg.MaxJobBytes, "max", bud.bodies.limit)
+		cfg.MaxJobBytes = bud.bodies.limit
+	}
 	s := &Server{
 		cfg:     cfg,
 		store:   st,
@@ -245,6 +254,7 @@ func New(cfg Config, st store.Store) *Server {
 		plans:   make(map[scheduler.JobID]planner.Options),
 		addrs:   make(map[scheduler.Address]*addrStats),
 		metrics: newMetrics(),
+		budgets: bud,
 	}
 	s.auth = identity.NewVerifier(identity.VerifierConfig{Domain: cfg.Domain, URI: "ws://" + cfg.Domain + "/v1/worker", Now: cfg.Now})
 	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), NewChecker(cfg.SpotChecks))
