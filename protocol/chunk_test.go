@@ -284,6 +284,26 @@ func TestChunkOrderCostsNoMore(t *testing.T) {
 	asc := feedOneElementChunks(NewAssembler(1<<30), x, h, false)
 	desc := feedOneElementChunks(NewAssembler(1<<30), x, h, true)
 	t.Logf("ascending %v, descending %v", asc, desc)
+	a := NewAssembler(1 << 30)
+	for k := range MaxChunkRuns + 1 {
+		off := 2 * k
+		_, err := a.Add(&TensorData{Hash: h, Shape: x.Shape, Offset: uint64(off), Data: x.Data[off : off+1]})
+		if (err != nil) != (k == MaxChunkRuns) || err != nil && !errors.Is(err, ErrChunk) {
+			t.Fatalf("chunk %d of %d leaving gaps: %v, want ErrChunk only past %d runs", k+1, MaxChunkRuns+1, err, MaxChunkRuns)
+		}
+	}
+	// Descending without gaps makes one run: the whole tensor arrives.
+	a = NewAssembler(1 << 30)
+	var got *tensor.Tensor
+	for off := len(x.Data) - 1; off >= 0; off-- {
+		var err error
+		if got, err = a.Add(&TensorData{Hash: h, Shape: x.Shape, Offset: uint64(off), Data: x.Data[off : off+1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got == nil || !slices.Equal(got.Data, x.Data) {
+		t.Fatal("a tensor sent one element at a time in descending order was not assembled")
+	}
 	if desc > 10*asc+200*time.Millisecond {
 		t.Fatalf("descending chunks took %v against %v ascending", desc, asc)
 	}
