@@ -1,8 +1,12 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +74,67 @@ func TestHalfSentMessageIsCut(t *testing.T) {
 	code, reason := closeOf(t, ended)
 	if code != websocket.StatusPolicyViolation || !strings.Contains(reason, "slower than") {
 		t.Fatalf("close %v %q, want 1008 for a message slower than MinRate", code, reason)
+	}
+}
+
+// TestIdleKeepAliveIsClosed: a keep-alive HTTP connection left idle is
+// closed after IdleTimeout (it was kept for ever).
+func TestIdleKeepAliveIsClosed(t *testing.T) {
+	c := startCoordinator(t, func(cfg *server.Config) { cfg.IdleTimeout = 100 * time.Millisecond })
+	nc, err := net.Dial("tcp", strings.TrimPrefix(c.HTTP.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := io.WriteString(nc, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := nc.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle keep-alive connection: read %d, %v; want EOF (closed by the coordinator)", n, err)
+	}
+}
+
+// TestStalledBodyIsCut: a request body that stops arriving ends its
+// request once it falls below MinRate past RateGrace (it held the handler
+// for ever), while the connection may still be answered.
+func TestStalledBodyIsCut(t *testing.T) {
+	c := startCoordinator(t, func(cfg *server.Config) {
+		cfg.RateGrace = 200 * time.Millisecond
+		cfg.MinRate = 1 << 20
+	})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequest(http.MethodPost, c.HTTP.URL+"/v1/jobs?kernel=matmul", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Key)
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- -1
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	if _, err := pw.Write([]byte{16, 0, 0, 0, 0, 0, 0, 0, '{'}); err != nil { // a header begun, never finished
+		t.Fatal(err)
+	}
+	select {
+	case code := <-answered:
+		if code != http.StatusRequestTimeout {
+			t.Fatalf("stalled body: status %d, want 408", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled body held its request for 10 s")
 	}
 }

@@ -43,6 +43,11 @@ func (s *Server) Handler() http.Handler {
 	return s.chargeBodies(mux)
 }
 
+// HTTPServer returns an http.Server serving Handler.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{Handler: s.Handler()}
+}
+
 // The JSON of the API is the SDK's: client.JobStatus, client.WorkerStatus
 // and client.LedgerEntry are its one definition.
 

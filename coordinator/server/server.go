@@ -81,6 +81,9 @@ type Config struct {
 	// take 4 min 26 s).
 	MinRate   int64
 	RateGrace time.Duration
+	// IdleTimeout is how long an HTTP keep-alive connection may wait for
+	// its next request (default 2 min).
+	IdleTimeout time.Duration
 	// Rand returns the scheduler's random source (default
 	// verify.NewSecretRand: ChaCha8 seeded from crypto/rand).
 	Rand func() *mrand.Rand
