@@ -40,12 +40,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /{$}", s.cfg.Pages)
 		mux.Handle("GET /static/", s.cfg.Pages)
 	}
-	return s.chargeBodies(mux)
-}
-
-// HTTPServer returns an http.Server serving Handler.
-func (s *Server) HTTPServer() *http.Server {
-	return &http.Server{Handler: s.Handler()}
+	return s.paceRequests(s.chargeBodies(mux))
 }
 
 // The JSON of the API is the SDK's: client.JobStatus, client.WorkerStatus
@@ -122,6 +117,10 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		var mbe *http.MaxBytesError
 		if errors.Is(err, ErrBudget) {
 			writeError(w, http.StatusServiceUnavailable, "%s", budgetReason(err))
+			return
+		}
+		if errors.Is(err, errSlow) {
+			writeError(w, http.StatusRequestTimeout, "%s", paceReason(err))
 			return
 		}
 		if errors.As(err, &mbe) || errors.Is(err, tensor.ErrTooLarge) {

@@ -143,6 +143,9 @@ func (c *Config) defaults() {
 	if c.RateGrace <= 0 {
 		c.RateGrace = 10 * time.Second
 	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 2 * time.Minute
+	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
 	}

@@ -73,7 +73,7 @@ func serveUntilDone(ctx context.Context, srv *server.Server, ln net.Listener) er
 	defer cancel()
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- srv.Run(ctx) }()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- hs.Serve(ln) }()
 	select {
