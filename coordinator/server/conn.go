@@ -25,9 +25,11 @@ const (
 	statusTooBig    = websocket.StatusMessageTooBig
 )
 
-// conn is one worker connection. The reader goroutine decodes frames into
-// loop events; the writer goroutine batches queued messages into frames
-// (one write per batch: coder/websocket flushes every Write).
+// conn is one worker connection. Its reader goroutine decodes frames into
+// loop events; a writer goroutine, started when messages wait and ended
+// when none do, batches them into frames (one write per batch:
+// coder/websocket flushes every Write); a timer pings the worker. An idle
+// connection holds the reader alone.
 type conn struct {
 	srv *Server
 	ws  *websocket.Conn
@@ -40,7 +42,7 @@ type conn struct {
 	// joined is when the handshake completed.
 	joined time.Time
 	// sent holds the hashes of tensors this connection has received
-	// (loop-owned).
+	// (loop-owned; nil until the first, see markSent).
 	sent map[[32]byte]bool
 
 	out *wsio.Outbox
@@ -65,6 +67,14 @@ func (c *conn) enqueue(m protocol.Message) {
 		c.staged = true
 		c.srv.staged = append(c.srv.staged, c)
 	}
+}
+
+// markSent records that c has been sent the tensor of hash h.
+func (c *conn) markSent(h [32]byte) {
+	if c.sent == nil {
+		c.sent = make(map[[32]byte]bool)
+	}
+	c.sent[h] = true
 }
 
 // closeWith sends Goodbye and closes the connection with a status code and
@@ -96,10 +106,9 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Accept wrote the HTTP error
 	}
-	ws.SetReadLimit(protocol.MaxFrameSize)
+	ws.SetReadLimit(handshakeFrameSize)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{b: &s.budgets.frames}, sent: make(map[[32]byte]bool), out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
-	defer cancel()
+	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{b: &s.budgets.frames}, out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
 		code, reason := statusBadFrame, err.Error()
@@ -111,19 +120,37 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		}
 		c.closeWith(code, reason)
 		<-c.closeDone
+		cancel()
 		return
 	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	c.startWriter()
 	if err := s.request(event{kind: evJoin, conn: c}); err != nil {
 		c.closeWith(statusGoingAway, "coordinator shutting down")
 		<-c.closeDone
+		cancel()
 		return
 	}
 	s.log.Info("worker joined", "address", c.addr, "backend", c.caps.Backend, "device", c.caps.Device, "gflops", c.caps.GFLOPS)
-	go c.writeLoop()
-	go c.pingLoop()
-	err = c.readLoop()
+	time.AfterFunc(s.cfg.PingEvery, c.ping)
+	// The reader goes on in a goroutine of its own, and this handler
+	// returns: net/http's goroutine, its stack grown by the handshake, ends.
+	go c.serve()
+}
+
+// handshakeFrameSize bounds a frame before the handshake has completed
+// (Hello, Auth and Capabilities are small): an unauthenticated peer
+// cannot make the coordinator read a 16 MiB frame.
+const handshakeFrameSize = 64 << 10
+
+// serve reads the joined connection's frames until it ends, then closes
+// it, with the reason, and tells the loop.
+func (c *conn) serve() {
+	s := c.srv
+	defer c.cancel()
+	err := c.readLoop()
 	switch {
-	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
+	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil:
 	case errors.Is(err, errTooBig):
 		c.closeWith(statusTooBig, err.Error())
 	case errors.Is(err, ErrBudget):
@@ -399,40 +426,39 @@ func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorR
 	return outs, freed, nil
 }
 
-// pingLoop pings the worker every PingEvery; a worker that does not answer
-// within PingTimeout (a laptop lid closed, a network gone without a FIN) is
-// dropped so its leases are re-issued at once rather than at expiry.
-func (c *conn) pingLoop() {
-	t := time.NewTicker(c.srv.cfg.PingEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PingTimeout)
-		err := c.ws.Ping(ctx)
-		cancel()
-		if err != nil && c.ctx.Err() == nil {
+// ping pings the worker, and again PingEvery after each answer, from a
+// timer (no goroutine waits between pings); a worker that does not answer
+// within PingTimeout (a laptop lid closed, a network gone without a FIN)
+// is dropped so its leases are re-issued at once rather than at expiry.
+func (c *conn) ping() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		if c.ctx.Err() == nil {
 			// An unresponsive peer would not answer a close handshake
 			// either: drop the connection at once.
 			c.srv.log.Info("worker stopped answering pings", "address", c.addr, "err", err)
 			c.out.Close()
 			_ = c.ws.CloseNow()
-			return
 		}
+		return
 	}
+	time.AfterFunc(c.srv.cfg.PingEvery, c.ping)
 }
 
-// writeLoop batches queued messages into frames until the connection ends.
-func (c *conn) writeLoop() {
+// startWriter makes c's outbox write on demand: a writer goroutine runs
+// only while messages wait.
+func (c *conn) startWriter() {
 	t := &c.srv.metrics.traffic
 	c.out.OnFrame = func(messages int) {
 		t.framesOut.Add(1)
 		t.messagesOut.Add(uint64(messages))
 	}
-	err := c.out.Run(c.ctx, c.ws, func(m protocol.Message, err error) {
+	c.out.OnDemand(c.ctx, c.ws, func(m protocol.Message, err error) {
 		c.srv.log.Error("message does not fit a frame", "type", fmt.Sprintf("%T", m), "err", err)
 		if a, ok := m.(*protocol.Assign); ok {
 			// Fail the lease as the worker's error would, so the scheduler
@@ -440,9 +466,10 @@ func (c *conn) writeLoop() {
 			// rather than waiting for a lease that was never sent.
 			_ = c.srv.send(event{kind: evError, conn: c, lease: a.Lease, msg: "assign does not fit a frame: " + err.Error()})
 		}
+	}, func(err error) {
+		if c.ctx.Err() == nil {
+			c.srv.log.Info("writing to worker", "address", c.addr, "err", err)
+		}
+		c.cancel()
 	})
-	if c.ctx.Err() == nil {
-		c.srv.log.Info("writing to worker", "address", c.addr, "err", err)
-	}
-	c.cancel()
 }

@@ -640,7 +640,7 @@ func (s *Server) forgetTensors(id scheduler.JobID) {
 // TensorData chunks and naming them by hash afterwards. Inputs go inline
 // while they are small and the message stays under MaxInlineBytes (a deep
 // MLP's layers are each small, but not all of them together); an Assign
-// that still cannot be encoded fails its lease (see conn.writeLoop).
+// that still cannot be encoded fails its lease (see conn.startWriter).
 func (s *Server) assign(c *conn, a *scheduler.Action) {
 	m := &protocol.Assign{Lease: uint64(a.Lease), Kernel: a.Task.Kernel, Inputs: make([]protocol.TensorRef, len(a.Task.Inputs))}
 	size := 0
@@ -654,7 +654,7 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 		}
 		h := s.hashOf(ji, t)
 		if !c.sent[h] {
-			c.sent[h] = true
+			c.markSent(h)
 			s.sendTensor(c, h, t)
 		}
 		m.Inputs[i] = protocol.TensorRef{Hash: h, Shape: t.Shape}
@@ -767,7 +767,7 @@ func (s *Server) serveFetch(c *conn, hashes [][32]byte) {
 			c.enqueue(protocol.NotFound(h))
 			continue
 		}
-		c.sent[h] = true
+		c.markSent(h)
 		s.sendTensor(c, h, b.t)
 	}
 }

@@ -81,6 +81,10 @@ type Outbox struct {
 	out    []protocol.Message
 	closed bool
 	notify chan struct{}
+	// demand, when set (OnDemand), is the writer Flush starts; running
+	// is whether one is writing.
+	demand  *demandWriter
+	running bool
 	// queued is the tensor data, in bytes, of the TensorData chunks
 	// queued and not yet written.
 	queued atomic.Int64
@@ -125,8 +129,19 @@ func (o *Outbox) Stage(m protocol.Message) {
 	o.mu.Unlock()
 }
 
-// Flush wakes the writer to send what is queued.
+// Flush wakes the writer to send what is queued (with OnDemand, starts
+// one when none is writing).
 func (o *Outbox) Flush() {
+	if o.demand != nil {
+		o.mu.Lock()
+		start := !o.running && !o.closed && len(o.out) > 0
+		o.running = o.running || start
+		o.mu.Unlock()
+		if start {
+			go o.drain()
+		}
+		return
+	}
 	select {
 	case o.notify <- struct{}{}:
 	default:
@@ -146,6 +161,65 @@ func (o *Outbox) Close() {
 	o.mu.Unlock()
 }
 
+// demandWriter is what an OnDemand outbox's writers write with.
+type demandWriter struct {
+	ctx    context.Context
+	ws     *websocket.Conn
+	tooBig func(protocol.Message, error)
+	failed func(error)
+}
+
+// OnDemand makes the outbox write without a goroutine of its own: Flush
+// starts a writer when messages wait and none is writing, and the writer
+// ends once the queue is empty, so that an idle connection holds no writer
+// (nor its encoder's buffer). A message that fits no frame is passed to
+// tooBig and skipped; a write that fails (or ctx ending) is passed to
+// failed, once, and closes the outbox. Call it before the first Flush,
+// instead of Run.
+func (o *Outbox) OnDemand(ctx context.Context, ws *websocket.Conn, tooBig func(protocol.Message, error), failed func(error)) {
+	o.demand = &demandWriter{ctx: ctx, ws: ws, tooBig: tooBig, failed: failed}
+}
+
+// encoders are the OnDemand writers' encoders; one that grew past
+// maxPooledEncoder (a frame of large tensors) is dropped, not kept.
+var encoders = sync.Pool{New: func() any { return new(protocol.Encoder) }}
+
+const maxPooledEncoder = 1 << 20
+
+// drain is an OnDemand writer: it writes until the queue is empty.
+func (o *Outbox) drain() {
+	d := o.demand
+	enc := encoders.Get().(*protocol.Encoder)
+	defer func() {
+		if cap(enc.Bytes()) <= maxPooledEncoder {
+			encoders.Put(enc)
+		}
+	}()
+	for {
+		o.mu.Lock()
+		msgs := o.out
+		o.out = nil
+		if len(msgs) == 0 || o.closed {
+			o.running = false
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+		err := d.ctx.Err()
+		if err == nil {
+			err = o.write(d.ctx, d.ws, enc, msgs, d.tooBig)
+		}
+		if err != nil {
+			o.Close()
+			o.mu.Lock()
+			o.running = false
+			o.mu.Unlock()
+			d.failed(err)
+			return
+		}
+	}
+}
+
 // Run writes queued messages to ws, as many per frame as fit, until ctx
 // ends or a write fails (it returns that error). A message that fits no
 // frame is passed to tooBig and skipped.
@@ -161,36 +235,44 @@ func (o *Outbox) Run(ctx context.Context, ws *websocket.Conn, tooBig func(protoc
 		msgs := o.out
 		o.out = nil
 		o.mu.Unlock()
-		for i := 0; i < len(msgs); {
-			enc.Reset()
-			var chunked int64
-			for i < len(msgs) {
-				if err := enc.Append(msgs[i]); err != nil {
-					if enc.Count() == 0 {
-						o.queued.Add(-chunkBytes(msgs[i]))
-						tooBig(msgs[i], err)
-						i++
-						continue
-					}
-					break
-				}
-				chunked += chunkBytes(msgs[i])
-				i++
-			}
-			if enc.Count() == 0 {
-				continue
-			}
-			err := ws.Write(ctx, websocket.MessageBinary, enc.Bytes())
-			o.queued.Add(-chunked)
-			if err != nil {
-				for _, m := range msgs[i:] {
-					o.queued.Add(-chunkBytes(m))
-				}
-				return err
-			}
-			if o.OnFrame != nil {
-				o.OnFrame(enc.Count())
-			}
+		if err := o.write(ctx, ws, &enc, msgs, tooBig); err != nil {
+			return err
 		}
 	}
+}
+
+// write writes msgs to ws, as many per frame as fit.
+func (o *Outbox) write(ctx context.Context, ws *websocket.Conn, enc *protocol.Encoder, msgs []protocol.Message, tooBig func(protocol.Message, error)) error {
+	for i := 0; i < len(msgs); {
+		enc.Reset()
+		var chunked int64
+		for i < len(msgs) {
+			if err := enc.Append(msgs[i]); err != nil {
+				if enc.Count() == 0 {
+					o.queued.Add(-chunkBytes(msgs[i]))
+					tooBig(msgs[i], err)
+					i++
+					continue
+				}
+				break
+			}
+			chunked += chunkBytes(msgs[i])
+			i++
+		}
+		if enc.Count() == 0 {
+			continue
+		}
+		err := ws.Write(ctx, websocket.MessageBinary, enc.Bytes())
+		o.queued.Add(-chunked)
+		if err != nil {
+			for _, m := range msgs[i:] {
+				o.queued.Add(-chunkBytes(m))
+			}
+			return err
+		}
+		if o.OnFrame != nil {
+			o.OnFrame(enc.Count())
+		}
+	}
+	return nil
 }
