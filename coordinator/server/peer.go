@@ -15,8 +15,8 @@ import (
 // frame through the second; payloads larger than either go straight to the
 // connection).
 const (
-	peerReadBuffer  = 4 << 10
-	peerWriteBuffer = 4 << 10
+	peerReadBuffer  = 1 << 10
+	peerWriteBuffer = 2 << 10
 )
 
 // errSlow and errSilent report a worker connection cut for its pace.
