@@ -30,6 +30,17 @@
 // (the weights of an mlp-infer job, the B of a column of tiles) read it
 // once, while each still gets its own secret vector drawn after arrival.
 //
+// What peers can make the coordinator hold is bounded twice. In time,
+// every connection is paced (peerConn for workers, paceRequests for HTTP):
+// a message, a request body, each write must move at Config.MinRate after
+// Config.RateGrace, a worker must send something every PingEvery plus
+// PingTimeout, and an idle keep-alive connection closes after IdleTimeout.
+// In memory, Config.MemoryBudget (`serve -memory-budget`) is shared by all
+// connections and requests: an eighth for worker frames being read, a
+// quarter for chunked outputs awaiting their Results, a quarter for request
+// bodies being read; a peer over its kind's share is refused (worker: close
+// 1013 with the figures; upload: 503), never left to exhaust the process.
+//
 // Large tensors (weights, wide B tiles) travel once per connection as
 // TensorData chunks and are then named by content hash; a worker that lost
 // its copy asks with Fetch.

@@ -28,13 +28,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	domain := fs.String("domain", "", "domain workers sign for (default: the listen address)")
 	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
 	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
-	maxJobBytes := fs.Int64("max-job-bytes", 1<<30, "largest job upload accepted, in bytes")
+	maxJobBytes := fs.Int64("max-job-bytes", 1<<30, "largest job upload accepted, in bytes (at most a quarter of -memory-budget)")
+	memoryBudget := fs.Int64("memory-budget", 4<<30, "memory, in bytes, for what peers send at once (frames 1/8, chunked outputs 1/4, uploads 1/4; over it they are refused) and the Go soft memory limit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *maxJobBytes < 1 {
 		return fmt.Errorf("%w: -max-job-bytes %d: want a positive size", ErrUsage, *maxJobBytes)
 	}
+	if *memoryBudget < 64<<20 {
+		return fmt.Errorf("%w: -memory-budget %d: want at least 64 MiB", ErrUsage, *memoryBudget)
+	}
+	setMemoryLimit(*memoryBudget)
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
@@ -61,7 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *domain == "" {
 		*domain = ln.Addr().String()
 	}
-	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, Logger: log, Pages: web.Handler()}, st)
+	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, MemoryBudget: *memoryBudget, Logger: log, Pages: web.Handler()}, st)
 	fmt.Fprintf(stdout, "coordinator on http://%s (volunteer page: http://%s/, workers: ws://%s/v1/worker); the memory store starts empty on every restart\n", ln.Addr(), ln.Addr(), ln.Addr())
 	return serveUntilDone(ctx, srv, ln)
 }
