@@ -26,19 +26,24 @@ const (
 	statusTooBig    = websocket.StatusMessageTooBig
 )
 
-// conn is one worker connection. The reader goroutine decodes frames into
-// loop events; the writer goroutine batches queued messages into frames
-// (one write per batch: coder/websocket flushes every Write).
+// conn is one worker connection. Its reader goroutine decodes frames into
+// loop events; a writer goroutine, started when messages wait and ended
+// when none do, batches them into frames (one write per batch:
+// coder/websocket flushes every Write); a timer pings the worker. An idle
+// connection holds the reader alone.
 type conn struct {
-	srv  *Server
-	ws   *websocket.Conn
-	id   scheduler.WorkerID // set by the loop at join
-	addr scheduler.Address
-	caps protocol.Capabilities
+	srv *Server
+	ws  *websocket.Conn
+	pc  *peerConn // the TCP connection under ws, which paces reads
+	// frame is the buffer frames are read into (reader-owned).
+	frame frameBuf
+	id    scheduler.WorkerID // set by the loop at join
+	addr  scheduler.Address
+	caps  protocol.Capabilities
 	// joined is when the handshake completed.
 	joined time.Time
 	// sent holds the hashes of tensors this connection has received
-	// (loop-owned).
+	// (loop-owned; nil until the first, see markSent).
 	sent map[[32]byte]bool
 
 	out *wsio.Outbox
@@ -65,6 +70,14 @@ func (c *conn) enqueue(m protocol.Message) {
 	}
 }
 
+// markSent records that c has been sent the tensor of hash h.
+func (c *conn) markSent(h [32]byte) {
+	if c.sent == nil {
+		c.sent = make(map[[32]byte]bool)
+	}
+	c.sent[h] = true
+}
+
 // closeWith sends Goodbye and closes the connection with a status code and
 // reason, in the background so the caller (often the loop) never blocks on
 // the network. Safe from any goroutine; only the first call acts.
@@ -89,40 +102,66 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 
 // ServeWorker is the worker WebSocket endpoint (GET /v1/worker).
 func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	hw := &hijackPeer{ResponseWriter: w, cfg: &s.cfg}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return // Accept wrote the HTTP error
 	}
-	ws.SetReadLimit(protocol.MaxFrameSize)
+	ws.SetReadLimit(handshakeFrameSize)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, sent: make(map[[32]byte]bool), out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
-	defer cancel()
+	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{b: &s.budgets.frames}, out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
-		code := statusBadFrame
+		code, reason := statusBadFrame, err.Error()
 		switch {
 		case errors.Is(err, errTooBig):
 			code = statusTooBig
 		case errors.Is(err, protocol.ErrVersion):
 			code = statusVersion
+		case errors.Is(err, ErrBudget):
+			code, reason = websocket.StatusTryAgainLater, budgetReason(err)
 		}
-		c.closeWith(code, err.Error())
+		c.closeWith(code, reason)
 		<-c.closeDone
+		cancel()
 		return
 	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	c.startWriter()
 	if err := s.request(event{kind: evJoin, conn: c}); err != nil {
 		c.closeWith(statusGoingAway, "coordinator shutting down")
 		<-c.closeDone
+		cancel()
 		return
 	}
 	s.log.Info("worker joined", "address", c.addr, "backend", c.caps.Backend, "device", c.caps.Device, "gflops", c.caps.GFLOPS)
-	go c.writeLoop()
-	go c.pingLoop()
-	err = c.readLoop()
+	time.AfterFunc(s.cfg.PingEvery, c.ping)
+	// The reader goes on in a goroutine of its own, and this handler
+	// returns: net/http's goroutine, its stack grown by the handshake, ends.
+	go c.serve()
+}
+
+// handshakeFrameSize bounds a frame before the handshake has completed
+// (Hello, Auth and Capabilities are small): an unauthenticated peer
+// cannot make the coordinator read a 16 MiB frame.
+const handshakeFrameSize = 64 << 10
+
+// serve reads the joined connection's frames until it ends, then closes
+// it, with the reason, and tells the loop.
+func (c *conn) serve() {
+	s := c.srv
+	defer c.cancel()
+	err := c.readLoop()
 	switch {
-	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || ctx.Err() != nil:
+	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil:
 	case errors.Is(err, errTooBig):
 		c.closeWith(statusTooBig, err.Error())
+	case errors.Is(err, ErrBudget):
+		s.log.Info("refusing worker connection", "address", c.addr, "err", err)
+		c.closeWith(websocket.StatusTryAgainLater, budgetReason(err))
+	case errors.Is(err, errSlow) || errors.Is(err, errSilent):
+		s.log.Info("closing worker connection", "address", c.addr, "err", err)
+		c.closeWith(statusBadFrame, paceReason(err))
 	default:
 		s.log.Info("closing worker connection", "address", c.addr, "err", err)
 		c.closeWith(statusBadFrame, err.Error())
@@ -133,6 +172,17 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 }
 
 var errTooBig = errors.New("frame over the size limit")
+
+// paceReason is the close reason for a connection cut by its peerConn's
+// deadlines: that error's text, without what coder/websocket wrapped it
+// in (a close reason holds 120 bytes).
+func paceReason(err error) string {
+	var pe *paceError
+	if errors.As(err, &pe) {
+		return pe.Error()
+	}
+	return err.Error()
+}
 
 // heldOverhead is the least a chunked output awaiting its Result counts
 // against Config.MaxHeldOutputBytes, so that empty tensors cost too.
@@ -148,10 +198,15 @@ const chunkedOutputBytes = 16 * protocol.MaxFrameSize
 // closed rather than left to fill the coordinator's memory.
 const maxQueuedTensorBytes = 1 << 30
 
-// readFrame reads one binary message into buf (reused), enforcing the frame
-// limit.
-func (c *conn) readFrame(ctx context.Context, buf []byte) ([]byte, error) {
-	frame, err := wsio.ReadFrame(ctx, c.ws, buf)
+// readFrame reads one binary message into c.frame, charged to the frames
+// budget, enforcing the frame limit; the caller calls c.frame.release once
+// it has decoded the frame (readFrame does on an error).
+func (c *conn) readFrame(ctx context.Context) ([]byte, error) {
+	frame, err := wsio.ReadFrameWith(ctx, c.ws, nil, c.pc.startMessage, c.frame.grow)
+	c.pc.endMessage()
+	if err != nil {
+		c.frame.release()
+	}
 	if err != nil && isTooBig(err) {
 		return nil, fmt.Errorf("%w: %v", errTooBig, err)
 	}
@@ -179,17 +234,15 @@ func (s *Server) handshake(ctx context.Context, c *conn) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
 	var dec protocol.Decoder
-	var buf []byte
 	var hello *protocol.Hello
 	var auth *protocol.Auth
 	var caps *protocol.Capabilities
 	var challenge string
 	for caps == nil {
-		frame, err := c.readFrame(ctx, buf)
+		frame, err := c.readFrame(ctx)
 		if err != nil {
 			return fmt.Errorf("handshake: %w", err)
 		}
-		buf = frame
 		if v, ok := protocol.FrameVersion(frame); ok && v != protocol.Version {
 			return versionError(v)
 		}
@@ -225,6 +278,7 @@ func (s *Server) handshake(ctx context.Context, c *conn) error {
 			}
 			return nil
 		})
+		c.frame.release()
 		if err != nil {
 			return err
 		}
@@ -261,13 +315,13 @@ func (c *conn) readLoop() error {
 	asm := protocol.NewAssembler(chunkedOutputBytes)
 	done := make(map[[32]byte]*tensor.Tensor) // chunked outputs awaiting their Result
 	var held int64                            // their bytes, as counted by heldBytes
-	var buf []byte
+	outputs := &s.budgets.outputs             // charged asm.Used() + held
+	defer func() { outputs.give(asm.Used() + held) }()
 	for {
-		frame, err := c.readFrame(c.ctx, buf)
+		frame, err := c.readFrame(c.ctx)
 		if err != nil {
 			return err
 		}
-		buf = frame
 		var batch []event
 		var results []scheduler.LeaseResult // consecutive Results, sent as one event
 		flush := func() {
@@ -289,6 +343,7 @@ func (c *conn) readLoop() error {
 					return err
 				}
 				held -= freed
+				outputs.give(freed)
 				if results == nil {
 					results = make([]scheduler.LeaseResult, 0, dec.Remaining()+1)
 				}
@@ -298,13 +353,24 @@ func (c *conn) readLoop() error {
 			case *protocol.Fetch:
 				batch = append(batch, event{kind: evFetch, conn: c, hashes: append([][32]byte(nil), m.Hashes...)})
 			case *protocol.TensorData:
+				before := asm.Used()
 				t, err := asm.Add(m)
+				if d := asm.Used() - before; d < 0 {
+					outputs.give(-d)
+				} else if berr := outputs.take(d); berr != nil {
+					asm.Drop(m.Hash)
+					return berr
+				}
 				if err != nil {
 					return err
 				}
 				if t != nil && done[m.Hash] == nil {
 					if held += heldBytes(t); held > s.cfg.MaxHeldOutputBytes {
 						return fmt.Errorf("%w: more than %d bytes of chunked outputs sent without a Result", protocol.ErrLimit, s.cfg.MaxHeldOutputBytes)
+					}
+					if berr := outputs.take(heldBytes(t)); berr != nil {
+						held -= heldBytes(t)
+						return berr
 					}
 					done[m.Hash] = t
 				}
@@ -318,6 +384,7 @@ func (c *conn) readLoop() error {
 			return nil
 		})
 		flush()
+		c.frame.release()
 		s.metrics.traffic.framesIn.Add(1)
 		s.metrics.traffic.messagesIn.Add(uint64(messages))
 		if len(batch) == 1 {
@@ -371,40 +438,39 @@ func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorR
 	return outs, freed, nil
 }
 
-// pingLoop pings the worker every PingEvery; a worker that does not answer
-// within PingTimeout (a laptop lid closed, a network gone without a FIN) is
-// dropped so its leases are re-issued at once rather than at expiry.
-func (c *conn) pingLoop() {
-	t := time.NewTicker(c.srv.cfg.PingEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PingTimeout)
-		err := c.ws.Ping(ctx)
-		cancel()
-		if err != nil && c.ctx.Err() == nil {
+// ping pings the worker, and again PingEvery after each answer, from a
+// timer (no goroutine waits between pings); a worker that does not answer
+// within PingTimeout (a laptop lid closed, a network gone without a FIN)
+// is dropped so its leases are re-issued at once rather than at expiry.
+func (c *conn) ping() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		if c.ctx.Err() == nil {
 			// An unresponsive peer would not answer a close handshake
 			// either: drop the connection at once.
 			c.srv.log.Info("worker stopped answering pings", "address", c.addr, "err", err)
 			c.out.Close()
 			_ = c.ws.CloseNow()
-			return
 		}
+		return
 	}
+	time.AfterFunc(c.srv.cfg.PingEvery, c.ping)
 }
 
-// writeLoop batches queued messages into frames until the connection ends.
-func (c *conn) writeLoop() {
+// startWriter makes c's outbox write on demand: a writer goroutine runs
+// only while messages wait.
+func (c *conn) startWriter() {
 	t := &c.srv.metrics.traffic
 	c.out.OnFrame = func(messages int) {
 		t.framesOut.Add(1)
 		t.messagesOut.Add(uint64(messages))
 	}
-	err := c.out.Run(c.ctx, c.ws, func(m protocol.Message, err error) {
+	c.out.OnDemand(c.ctx, c.ws, func(m protocol.Message, err error) {
 		c.srv.log.Error("message does not fit a frame", "type", fmt.Sprintf("%T", m), "err", err)
 		if a, ok := m.(*protocol.Assign); ok {
 			// Fail the lease as the worker's error would, so the scheduler
@@ -412,9 +478,10 @@ func (c *conn) writeLoop() {
 			// rather than waiting for a lease that was never sent.
 			_ = c.srv.send(event{kind: evError, conn: c, lease: a.Lease, msg: "assign does not fit a frame: " + err.Error()})
 		}
+	}, func(err error) {
+		if c.ctx.Err() == nil {
+			c.srv.log.Info("writing to worker", "address", c.addr, "err", err)
+		}
+		c.cancel()
 	})
-	if c.ctx.Err() == nil {
-		c.srv.log.Info("writing to worker", "address", c.addr, "err", err)
-	}
-	c.cancel()
 }

@@ -9,10 +9,13 @@
 // addresses.
 //
 // Each worker connection has a reader goroutine, which decodes frames
-// (protocol.Decoder, reused buffers) and hands each frame's events to the
-// loop as one batch, and a writer goroutine, which packs every queued
-// message into as few frames as fit (coder/websocket flushes each Write, so
-// batching is what keeps the coordinator's CPU per shard low). A malformed
+// (protocol.Decoder, pooled buffers released between frames) and hands each
+// frame's events to the loop as one batch; a writer goroutine, started when
+// messages wait and ended when none do, which packs every queued message
+// into as few frames as fit (coder/websocket flushes each Write, so
+// batching is what keeps the coordinator's CPU per shard low); and a timer
+// that pings it. An idle worker costs its reader alone (`neurolov bench
+// conns` measures the bytes). A malformed
 // frame closes its connection with status 1008 and the reason; an oversized
 // one with 1009; either way the worker's leases are re-issued. A banned
 // address's connections close with the private status 4001
@@ -29,6 +32,17 @@
 // them in one verify.Verifier.CheckAll: results sharing an input matrix
 // (the weights of an mlp-infer job, the B of a column of tiles) read it
 // once, while each still gets its own secret vector drawn after arrival.
+//
+// What peers can make the coordinator hold is bounded twice. In time,
+// every connection is paced (peerConn for workers, paceRequests for HTTP):
+// a message, a request body, each write must move at Config.MinRate after
+// Config.RateGrace, a worker must send something every PingEvery plus
+// PingTimeout, and an idle keep-alive connection closes after IdleTimeout.
+// In memory, Config.MemoryBudget (`serve -memory-budget`) is shared by all
+// connections and requests: an eighth for worker frames being read, a
+// quarter for chunked outputs awaiting their Results, a quarter for request
+// bodies being read; a peer over its kind's share is refused (worker: close
+// 1013 with the figures; upload: 503), never left to exhaust the process.
 //
 // Large tensors (weights, wide B tiles) travel once per connection as
 // TensorData chunks and are then named by content hash; a worker that lost

@@ -40,7 +40,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /{$}", s.cfg.Pages)
 		mux.Handle("GET /static/", s.cfg.Pages)
 	}
-	return mux
+	return s.paceRequests(s.chargeBodies(mux))
 }
 
 // The JSON of the API is the SDK's: client.JobStatus, client.WorkerStatus
@@ -146,6 +146,14 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 	tensors, _, err := tensor.ReadSafetensors(body, s.cfg.MaxJobBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
+		if errors.Is(err, ErrBudget) {
+			writeError(w, http.StatusServiceUnavailable, "%s", budgetReason(err))
+			return
+		}
+		if errors.Is(err, errSlow) {
+			writeError(w, http.StatusRequestTimeout, "%s", paceReason(err))
+			return
+		}
 		if errors.As(err, &mbe) || errors.Is(err, tensor.ErrTooLarge) {
 			writeError(w, http.StatusRequestEntityTooLarge, "job body over %d bytes: split the job or raise the coordinator's limit", s.cfg.MaxJobBytes)
 			return

@@ -54,6 +54,15 @@ type Config struct {
 	// send ahead of their Results, in bytes (default 256 MiB: as much
 	// again as it may have unfinished); a worker over it is closed.
 	MaxHeldOutputBytes int64
+	// MemoryBudget is the memory, in bytes, the coordinator lets what peers
+	// send it hold at once (default 4 GiB): an eighth for worker frames
+	// being read, a quarter for chunked outputs awaiting their Results, a
+	// quarter for job uploads being read (so MaxJobBytes is at most a
+	// quarter). A peer that would go over is refused with a clear error:
+	// a worker connection closes 1013 (try again later), an upload gets a
+	// 503. `neurolov serve -memory-budget` sets it, and sets the Go
+	// runtime's soft memory limit to it.
+	MemoryBudget int64
 	// SpotChecks is the number of output elements recomputed exactly per
 	// result (default 2).
 	SpotChecks int
@@ -65,6 +74,16 @@ type Config struct {
 	// (default 15 s) and dropped when it does not answer within PingTimeout
 	// (default 10 s).
 	PingEvery, PingTimeout time.Duration
+	// MinRate and RateGrace bound how slowly a peer may send: a worker
+	// message, once its first byte has arrived, must finish within
+	// RateGrace plus its size over MinRate (bytes per second), or its
+	// connection is closed (defaults 64 KiB/s and 10 s: a 16 MiB frame may
+	// take 4 min 26 s).
+	MinRate   int64
+	RateGrace time.Duration
+	// IdleTimeout is how long an HTTP keep-alive connection may wait for
+	// its next request (default 2 min).
+	IdleTimeout time.Duration
 	// Rand returns the scheduler's random source (default
 	// verify.NewSecretRand: ChaCha8 seeded from crypto/rand).
 	Rand func() *mrand.Rand
@@ -103,6 +122,9 @@ func (c *Config) defaults() {
 	if c.MaxHeldOutputBytes <= 0 {
 		c.MaxHeldOutputBytes = chunkedOutputBytes
 	}
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = defaultMemoryBudget
+	}
 	if c.SpotChecks <= 0 {
 		c.SpotChecks = 2
 	}
@@ -114,6 +136,15 @@ func (c *Config) defaults() {
 	}
 	if c.PingTimeout <= 0 {
 		c.PingTimeout = 10 * time.Second
+	}
+	if c.MinRate <= 0 {
+		c.MinRate = 64 << 10
+	}
+	if c.RateGrace <= 0 {
+		c.RateGrace = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 2 * time.Minute
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
@@ -143,6 +174,7 @@ type Server struct {
 	auth    *identity.Verifier
 	metrics *metrics
 	faults  *faults // a test's injected panics (export_test.go)
+	budgets *budgets
 
 	events chan event
 	done   chan struct{}
@@ -211,6 +243,11 @@ func New(cfg Config, st store.Store) *Server {
 		cfg.Logger.Warn("InlineBytes over what a frame holds: lowered", "asked", cfg.InlineBytes, "max", MaxInlineBytes)
 		cfg.InlineBytes = MaxInlineBytes
 	}
+	bud := newBudgets(cfg.MemoryBudget)
+	if cfg.MaxJobBytes > bud.bodies.limit {
+		cfg.Logger.Warn("MaxJobBytes over the memory budget's share for uploads: lowered", "asked", cfg.MaxJobBytes, "max", bud.bodies.limit)
+		cfg.MaxJobBytes = bud.bodies.limit
+	}
 	s := &Server{
 		cfg:     cfg,
 		store:   st,
@@ -225,6 +262,7 @@ func New(cfg Config, st store.Store) *Server {
 		addrs:   make(map[scheduler.Address]*addrStats),
 		metrics: newMetrics(),
 		faults:  &faults{},
+		budgets: bud,
 	}
 	s.auth = identity.NewVerifier(identity.VerifierConfig{Domain: cfg.Domain, URI: "ws://" + cfg.Domain + "/v1/worker", Now: cfg.Now})
 	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), newChecker(cfg.SpotChecks, s.faults, cfg.Logger))
@@ -604,7 +642,7 @@ func (s *Server) forgetTensors(id scheduler.JobID) {
 // TensorData chunks and naming them by hash afterwards. Inputs go inline
 // while they are small and the message stays under MaxInlineBytes (a deep
 // MLP's layers are each small, but not all of them together); an Assign
-// that still cannot be encoded fails its lease (see conn.writeLoop).
+// that still cannot be encoded fails its lease (see conn.startWriter).
 func (s *Server) assign(c *conn, a *scheduler.Action) {
 	m := &protocol.Assign{Lease: uint64(a.Lease), Kernel: a.Task.Kernel, Inputs: make([]protocol.TensorRef, len(a.Task.Inputs))}
 	size := 0
@@ -618,7 +656,7 @@ func (s *Server) assign(c *conn, a *scheduler.Action) {
 		}
 		h := s.hashOf(ji, t)
 		if !c.sent[h] {
-			c.sent[h] = true
+			c.markSent(h)
 			s.sendTensor(c, h, t)
 		}
 		m.Inputs[i] = protocol.TensorRef{Hash: h, Shape: t.Shape}
@@ -731,7 +769,7 @@ func (s *Server) serveFetch(c *conn, hashes [][32]byte) {
 			c.enqueue(protocol.NotFound(h))
 			continue
 		}
-		c.sent[h] = true
+		c.markSent(h)
 		s.sendTensor(c, h, b.t)
 	}
 }

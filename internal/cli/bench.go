@@ -11,7 +11,7 @@ import (
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: neurolov bench dispatch | verify | kernels | browser", ErrUsage)
+		return fmt.Errorf("%w: neurolov bench dispatch | verify | kernels | conns | browser", ErrUsage)
 	}
 	switch args[0] {
 	case "dispatch":
@@ -32,6 +32,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchKernels(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return benchVerify(ctx, args[1:], stdout, stderr)
+	case "conns":
+		return benchConns(ctx, args[1:], stdout, stderr)
+	case "conns-fleet":
+		return connsFleet(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("%w: unknown benchmark %q (dispatch, verify, kernels, browser)", ErrUsage, args[0])
+	return fmt.Errorf("%w: unknown benchmark %q (dispatch, verify, kernels, conns, browser)", ErrUsage, args[0])
 }

@@ -27,7 +27,7 @@ func commands() []command {
 		{"worker", "run a native worker that computes shards for a coordinator", runWorker},
 		{"submit", "submit a job, show progress, download the result", runSubmit},
 		{"demo", "coordinator + 4 CPU workers (one cheating) in one process: a matmul and an MLP job, verified", runDemo},
-		{"bench", "print the figures: bench dispatch | verify | kernels | browser", runBench},
+		{"bench", "print the figures: bench dispatch | verify | kernels | conns | browser", runBench},
 	}
 }
 

@@ -36,3 +36,15 @@ func setCoordinatorGC() int {
 	debug.SetGCPercent(coordinatorGCPercent)
 	return coordinatorGCPercent
 }
+
+// setMemoryLimit sets the Go runtime's soft memory limit to seven eighths
+// of the coordinator's memory budget (the rest for what the limit does not
+// see at once: memory freed but not yet returned, thread stacks) unless
+// the GOMEMLIMIT environment variable sets one: the collector then works
+// harder near the budget rather than let garbage (refused frames,
+// finished uploads) carry the process over it at coordinatorGCPercent.
+func setMemoryLimit(budget int64) {
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		debug.SetMemoryLimit(budget - budget/8)
+	}
+}

@@ -29,7 +29,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	domain := fs.String("domain", "", "domain workers sign for (default: the listen address)")
 	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
 	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
-	maxJobBytes := fs.Int64("max-job-bytes", 1<<30, "largest job upload accepted, in bytes")
+	maxJobBytes := fs.Int64("max-job-bytes", 1<<30, "largest job upload accepted, in bytes (at most a quarter of -memory-budget)")
+	memoryBudget := fs.Int64("memory-budget", 4<<30, "memory, in bytes, for what peers send at once (frames 1/8, chunked outputs 1/4, uploads 1/4; over it they are refused) and the Go soft memory limit")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS and wss with; needs -tls-key. Browsers give WebGPU and cross-origin isolation only to a secure context: HTTPS, or localhost")
 	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
 	if err := parseFlags(fs, args); err != nil {
@@ -38,6 +39,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *maxJobBytes < 1 {
 		return fmt.Errorf("%w: -max-job-bytes %d: want a positive size", ErrUsage, *maxJobBytes)
 	}
+	if *memoryBudget < 64<<20 {
+		return fmt.Errorf("%w: -memory-budget %d: want at least 64 MiB", ErrUsage, *memoryBudget)
+	}
+	setMemoryLimit(*memoryBudget)
 	tlsConfig, err := loadTLS(*tlsCert, *tlsKey)
 	if err != nil {
 		return err
@@ -58,7 +63,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *domain == "" {
 		*domain = ln.Addr().String()
 	}
-	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, Logger: log, Pages: web.Handler()}, st)
+	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, MemoryBudget: *memoryBudget, Logger: log, Pages: web.Handler()}, st)
 	scheme, wsScheme := "https", "wss"
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
@@ -140,7 +145,7 @@ func serveUntilDone(ctx context.Context, srv *server.Server, ln net.Listener) er
 	defer cancel()
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- srv.Run(ctx) }()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- hs.Serve(ln) }()
 	select {

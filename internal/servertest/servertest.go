@@ -99,7 +99,9 @@ func Start(t testing.TB, mutate func(*server.Config)) *Coordinator {
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
 	c := &Coordinator{Server: srv, Store: st, Key: key, stop: cancel, stopped: done}
-	c.HTTP = httptest.NewServer(srv.Handler())
+	c.HTTP = httptest.NewUnstartedServer(nil)
+	c.HTTP.Config = srv.HTTPServer()
+	c.HTTP.Start()
 	t.Cleanup(func() {
 		c.Stop()
 		c.HTTP.CloseClientConnections()

@@ -39,9 +39,22 @@ var ErrText = fmt.Errorf("%w: text message; frames are binary", protocol.ErrMalf
 // ReadFrame reads one binary message into buf (reused; grown as needed)
 // and returns it. The connection's read limit bounds its size.
 func ReadFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, error) {
+	return ReadFrameWith(ctx, ws, buf, nil, nil)
+}
+
+// ReadFrameWith reads one binary message like ReadFrame, with two hooks
+// (either may be nil): started runs once the message's first frame header
+// has arrived (before any of its payload is read), and grow returns a
+// buffer holding buf's contents with room for at least need bytes, or an
+// error that ends the read (a memory budget refusing, say). Without grow
+// the buffer grows as append grows it.
+func ReadFrameWith(ctx context.Context, ws *websocket.Conn, buf []byte, started func(), grow func(buf []byte, need int) ([]byte, error)) ([]byte, error) {
 	typ, r, err := ws.Reader(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if started != nil {
+		started()
 	}
 	if typ != websocket.MessageBinary {
 		return nil, ErrText
@@ -49,7 +62,11 @@ func ReadFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, err
 	buf = buf[:0]
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			if grow == nil {
+				buf = append(buf, 0)[:len(buf)]
+			} else if buf, err = grow(buf, len(buf)+1); err != nil {
+				return nil, err
+			}
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -72,6 +89,10 @@ type Outbox struct {
 	out    []protocol.Message
 	closed bool
 	notify chan struct{}
+	// demand, when set (OnDemand), is the writer Flush starts; running
+	// is whether one is writing.
+	demand  *demandWriter
+	running bool
 	// queued is the tensor data, in bytes, of the TensorData chunks
 	// queued and not yet written.
 	queued atomic.Int64
@@ -116,8 +137,19 @@ func (o *Outbox) Stage(m protocol.Message) {
 	o.mu.Unlock()
 }
 
-// Flush wakes the writer to send what is queued.
+// Flush wakes the writer to send what is queued (with OnDemand, starts
+// one when none is writing).
 func (o *Outbox) Flush() {
+	if o.demand != nil {
+		o.mu.Lock()
+		start := !o.running && !o.closed && len(o.out) > 0
+		o.running = o.running || start
+		o.mu.Unlock()
+		if start {
+			go o.drain()
+		}
+		return
+	}
 	select {
 	case o.notify <- struct{}{}:
 	default:
@@ -137,6 +169,65 @@ func (o *Outbox) Close() {
 	o.mu.Unlock()
 }
 
+// demandWriter is what an OnDemand outbox's writers write with.
+type demandWriter struct {
+	ctx    context.Context
+	ws     *websocket.Conn
+	tooBig func(protocol.Message, error)
+	failed func(error)
+}
+
+// OnDemand makes the outbox write without a goroutine of its own: Flush
+// starts a writer when messages wait and none is writing, and the writer
+// ends once the queue is empty, so that an idle connection holds no writer
+// (nor its encoder's buffer). A message that fits no frame is passed to
+// tooBig and skipped; a write that fails (or ctx ending) is passed to
+// failed, once, and closes the outbox. Call it before the first Flush,
+// instead of Run.
+func (o *Outbox) OnDemand(ctx context.Context, ws *websocket.Conn, tooBig func(protocol.Message, error), failed func(error)) {
+	o.demand = &demandWriter{ctx: ctx, ws: ws, tooBig: tooBig, failed: failed}
+}
+
+// encoders are the OnDemand writers' encoders; one that grew past
+// maxPooledEncoder (a frame of large tensors) is dropped, not kept.
+var encoders = sync.Pool{New: func() any { return new(protocol.Encoder) }}
+
+const maxPooledEncoder = 1 << 20
+
+// drain is an OnDemand writer: it writes until the queue is empty.
+func (o *Outbox) drain() {
+	d := o.demand
+	enc := encoders.Get().(*protocol.Encoder)
+	defer func() {
+		if cap(enc.Bytes()) <= maxPooledEncoder {
+			encoders.Put(enc)
+		}
+	}()
+	for {
+		o.mu.Lock()
+		msgs := o.out
+		o.out = nil
+		if len(msgs) == 0 || o.closed {
+			o.running = false
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+		err := d.ctx.Err()
+		if err == nil {
+			err = o.write(d.ctx, d.ws, enc, msgs, d.tooBig)
+		}
+		if err != nil {
+			o.Close()
+			o.mu.Lock()
+			o.running = false
+			o.mu.Unlock()
+			d.failed(err)
+			return
+		}
+	}
+}
+
 // Run writes queued messages to ws, as many per frame as fit, until ctx
 // ends or a write fails (it returns that error). A message that fits no
 // frame is passed to tooBig and skipped.
@@ -152,36 +243,44 @@ func (o *Outbox) Run(ctx context.Context, ws *websocket.Conn, tooBig func(protoc
 		msgs := o.out
 		o.out = nil
 		o.mu.Unlock()
-		for i := 0; i < len(msgs); {
-			enc.Reset()
-			var chunked int64
-			for i < len(msgs) {
-				if err := enc.Append(msgs[i]); err != nil {
-					if enc.Count() == 0 {
-						o.queued.Add(-chunkBytes(msgs[i]))
-						tooBig(msgs[i], err)
-						i++
-						continue
-					}
-					break
-				}
-				chunked += chunkBytes(msgs[i])
-				i++
-			}
-			if enc.Count() == 0 {
-				continue
-			}
-			err := ws.Write(ctx, websocket.MessageBinary, enc.Bytes())
-			o.queued.Add(-chunked)
-			if err != nil {
-				for _, m := range msgs[i:] {
-					o.queued.Add(-chunkBytes(m))
-				}
-				return err
-			}
-			if o.OnFrame != nil {
-				o.OnFrame(enc.Count())
-			}
+		if err := o.write(ctx, ws, &enc, msgs, tooBig); err != nil {
+			return err
 		}
 	}
+}
+
+// write writes msgs to ws, as many per frame as fit.
+func (o *Outbox) write(ctx context.Context, ws *websocket.Conn, enc *protocol.Encoder, msgs []protocol.Message, tooBig func(protocol.Message, error)) error {
+	for i := 0; i < len(msgs); {
+		enc.Reset()
+		var chunked int64
+		for i < len(msgs) {
+			if err := enc.Append(msgs[i]); err != nil {
+				if enc.Count() == 0 {
+					o.queued.Add(-chunkBytes(msgs[i]))
+					tooBig(msgs[i], err)
+					i++
+					continue
+				}
+				break
+			}
+			chunked += chunkBytes(msgs[i])
+			i++
+		}
+		if enc.Count() == 0 {
+			continue
+		}
+		err := ws.Write(ctx, websocket.MessageBinary, enc.Bytes())
+		o.queued.Add(-chunked)
+		if err != nil {
+			for _, m := range msgs[i:] {
+				o.queued.Add(-chunkBytes(m))
+			}
+			return err
+		}
+		if o.OnFrame != nil {
+			o.OnFrame(enc.Count())
+		}
+	}
+	return nil
 }

@@ -1,0 +1,166 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/coordinator/server"
+	"github.com/neurolov/neurolov/protocol"
+	"github.com/neurolov/neurolov/tensor"
+)
+
+// budget16 is a 16 MiB memory budget: 2 MiB for frames being read, 4 MiB
+// for chunked outputs, 4 MiB for job uploads.
+func budget16(cfg *server.Config) { cfg.MemoryBudget = 16 << 20 }
+
+// sendChunked sends t to the coordinator as chunked output, then a
+// Heartbeat, and reports whether the Heartbeat was answered (the
+// connection's reader took every chunk) rather than the connection closed.
+func sendChunked(t *testing.T, raw *rawWorker, x *tensor.Tensor) (answered bool, code websocket.StatusCode, reason string) {
+	t.Helper()
+	chunks, err := protocol.ChunkTensor(x.Hash(), x.Shape, x.Data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range chunks {
+		frame, err := protocol.Encode(&chunks[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.ws.Write(context.Background(), websocket.MessageBinary, frame); err != nil {
+			break // closed: read why below
+		}
+	}
+	frame, _ := protocol.Encode(&protocol.Heartbeat{Seq: 7})
+	_ = raw.ws.Write(context.Background(), websocket.MessageBinary, frame)
+	for {
+		var hb bool
+		err := raw.read(func(m protocol.Message) {
+			if h, ok := m.(*protocol.Heartbeat); ok && h.Seq == 7 {
+				hb = true
+			}
+		})
+		if hb {
+			return true, 0, ""
+		}
+		if err != nil {
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				return false, ce.Code, ce.Reason
+			}
+			return false, -1, err.Error()
+		}
+	}
+}
+
+// TestChunkedOutputsShareABudget: chunked outputs held for Results are
+// bounded across connections, not only per connection (4 identities held
+// 136 MiB each: +1.08 GB); the identity over the budget is told to retry.
+func TestChunkedOutputsShareABudget(t *testing.T) {
+	c := startCoordinator(t, budget16)
+	big := func(seed float32) *tensor.Tensor {
+		x := tensor.New(3 << 18) // 3 MiB
+		x.Data[0] = seed
+		return x
+	}
+	if ok, code, reason := sendChunked(t, dialRaw(t, c), big(1)); !ok {
+		t.Fatalf("the first 3 MiB of outputs were refused: %v %q", code, reason)
+	}
+	ok, code, reason := sendChunked(t, dialRaw(t, c), big(2))
+	if ok || code != websocket.StatusTryAgainLater || !strings.Contains(reason, "memory budget") {
+		t.Fatalf("3 MiB more over a 4 MiB budget of outputs: answered %v, close %v %q; want 1013 naming the memory budget", ok, code, reason)
+	}
+}
+
+// TestHalfSentMessagesShareABudget: the frames being read, finished or
+// not, are bounded across connections.
+func TestHalfSentMessagesShareABudget(t *testing.T) {
+	c := startCoordinator(t, budget16)
+	halfSend := func() <-chan error {
+		raw := dialRaw(t, c)
+		ended := readUntilClosed(raw)
+		w, err := raw.ws.Writer(context.Background(), websocket.MessageBinary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := make([]byte, 3<<19) // 1.5 MiB of a message never finished
+		copy(part, "NLV\x01")
+		if _, err := w.Write(part); err != nil {
+			return ended
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = raw.ws.Ping(ctx) // answered once the coordinator has read the part
+		return ended
+	}
+	first := halfSend()
+	code, reason := closeOf(t, halfSend())
+	if code != websocket.StatusTryAgainLater || !strings.Contains(reason, "memory budget") {
+		t.Fatalf("a second 1.5 MiB half-sent message over a 2 MiB budget: close %v %q, want 1013 naming the memory budget", code, reason)
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the first half-sent message, within the budget, was cut: %v", err)
+	default:
+	}
+}
+
+// TestUploadsShareABudget: job bodies being read are bounded across
+// requests: while one upload holds most of the budget, another gets a 503
+// with a JSON error.
+func TestUploadsShareABudget(t *testing.T) {
+	c := startCoordinator(t, budget16)
+	rng := rand.New(rand.NewPCG(3, 3))
+	a, b := randomTensor(rng, 768, 1024), randomTensor(rng, 1024, 1) // 3 MiB
+	var body bytes.Buffer
+	if err := tensor.WriteSafetensors(&body, map[string]*tensor.Tensor{"A": a, "B": b}, nil); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequest(http.MethodPost, c.HTTP.URL+"/v1/jobs?kernel=matmul", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(body.Len())
+	req.Header.Set("Authorization", "Bearer "+c.Key)
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	defer func() { pw.CloseWithError(errors.New("test over")); <-slow }()
+	if _, err := pw.Write(body.Bytes()[:1024]); err != nil { // and the rest never
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.client().SubmitMatmul(context.Background(), a, b, client.SubmitOptions{})
+		var apiErr *client.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable {
+			if !strings.Contains(apiErr.Message, "memory budget") {
+				t.Fatalf("503 %q, want it to name the memory budget", apiErr.Message)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("second upload: %v, want a 503", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("3 MiB uploads were accepted beside one of 3 MiB in progress, over a 4 MiB budget")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
