@@ -33,6 +33,7 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) (er
 	k := fs.Int("k", 256, "inner dimension of the matmul jobs")
 	verbose := fs.Bool("v", false, "print each catch")
 	rejoins := fs.Int("rejoins", 1, "times a caught cheater comes back under a new address (-1: forever)")
+	ringShards := fs.Int("ring-shards", 2000, "shards of each Sybil ring attack run after the fleet (0: none)")
 	burst := fs.Int("burst", server.BurstEvents, "results handed to the scheduler (and checked) together, as a loaded coordinator's burst of result frames; 1: one at a time")
 	profiles := addProfileFlags(fs, "the run")
 	if err := parseFlags(fs, args); err != nil {
@@ -83,15 +84,20 @@ func benchVerify(_ context.Context, args []string, stdout, stderr io.Writer) (er
 		overall, last, rep.ShardsLast)
 	fmt.Fprintf(stdout, "corrections %d; accepted results above the Freivalds floor %d (must be 0); wrong results left in final outputs %d (goal 0)\n",
 		rep.Corrections, rep.AboveFloor, rep.WrongLeft)
-	fmt.Fprintf(stdout, "verification CPU per shard %v vs recomputing it on %s (1 thread) %v (median of %d samples through the run, %v–%v): %.1f%% (goal <= 10%%)\n",
+	fmt.Fprintf(stdout, "verification CPU per shard %v vs recomputing it on %s (1 thread) %v (median of %d samples through the run, %v–%v): %.1f%% (goal <= 10%%) on %s\n",
 		verifyPerShard.Round(time.Microsecond), backend, recomputeCost.Round(time.Microsecond), len(recompute.samples),
-		lo.Round(time.Microsecond), hi.Round(time.Microsecond), 100*float64(verifyPerShard)/float64(recomputeCost))
+		lo.Round(time.Microsecond), hi.Round(time.Microsecond), 100*float64(verifyPerShard)/float64(recomputeCost), cpuModel())
 	floors, err := recompute.floors()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Freivalds floor: a single wrong element is always caught above %.1fx its replica tolerance (goal <= 16x; largest over sampled rows: %s)\n",
 		slices.Max(floors), floorList(floors))
+	if *ringShards > 0 {
+		if err := benchRings(stdout, compute, *k, *ringShards, *seed); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stdout, "verify: %.2fx replicas/shard, %d wrong accepted\n", last, rep.WrongLeft)
 	return nil
 }

@@ -47,11 +47,14 @@ type Cheater struct {
 	// (default 1), each by Factor tolerances (default PerturbFactor).
 	Elements int
 	Factor   float64
+	// UnderFloor, when above 0, moves each element instead by that
+	// fraction of its row's FreivaldsFloor (the smallest single-element
+	// error always caught), each in a row of its own: the strongest
+	// pattern a single result's self-check may let through.
+	UnderFloor float64
 	// After is how many shards it answers honestly before it starts to
 	// cheat: a patient cheater earns trust first.
-	After int
-	// Ring marks a member of a Sybil ring (Collude), for the report.
-	Ring     bool
+	After    int
 	answered int
 	rng      *rand.Rand
 }
@@ -112,19 +115,34 @@ func (c *Cheater) perturb(kernel string, inputs, outputs []*tensor.Tensor, out i
 		factor = PerturbFactor
 	}
 	n := min(max(c.Elements, 1), rows*cols)
+	if c.UnderFloor > 0 {
+		n = min(n, rows) // a row each
+	}
 	moved := make(map[int]bool, n)
+	movedRows := make(map[int]bool, n)
 	for len(moved) < n {
 		i, j := pick.IntN(rows), pick.IntN(cols)
-		if moved[i*cols+j] {
+		if moved[i*cols+j] || (c.UnderFloor > 0 && movedRows[i]) {
 			continue
 		}
-		moved[i*cols+j] = true
-		tol, err := verify.ElementTolerance(kernel, inputs, outputs, out, i, j)
-		if err != nil || tol == 0 || math.IsInf(tol, 0) {
-			tol = 1e-3
-		}
-		o.Data[i*cols+j] += float32(factor * tol)
+		moved[i*cols+j], movedRows[i] = true, true
+		o.Data[i*cols+j] += float32(c.shift(kernel, inputs, outputs, out, i, j, factor))
 	}
+}
+
+// shift is how far c moves element (i, j) of output out: factor
+// tolerances, or c.UnderFloor of its row's Freivalds floor.
+func (c *Cheater) shift(kernel string, inputs, outputs []*tensor.Tensor, out, i, j int, factor float64) float64 {
+	if c.UnderFloor > 0 {
+		if floor, err := verify.FreivaldsFloor(kernel, inputs, outputs, out, i); err == nil && floor > 0 && !math.IsInf(floor, 0) {
+			return c.UnderFloor * floor
+		}
+	}
+	tol, err := verify.ElementTolerance(kernel, inputs, outputs, out, i, j)
+	if err != nil || tol == 0 || math.IsInf(tol, 0) {
+		tol = 1e-3
+	}
+	return factor * tol
 }
 
 // inputHash is a cheap fingerprint of a shard's inputs (shapes and a sample
@@ -166,14 +184,18 @@ func Mix(n int, cheaters, rate float64, seed uint64) []*Cheater {
 
 // Ring describes a Sybil ring: identities that collude on the same wrong
 // answers (Collude), each moving Elements elements of a tile by Factor
-// tolerances on a fraction Rate of the shards, after After honest answers
-// each (a patient ring turns once trusted).
+// tolerances (or UnderFloor of the floor) on a fraction Rate of the
+// shards, after After honest answers each (a patient ring turns once
+// trusted).
 type Ring struct {
 	Members  int
 	Rate     float64
 	Elements int
 	Factor   float64
-	After    int
+	// UnderFloor, when above 0, replaces Factor: each element moves by
+	// that fraction of its row's Freivalds floor (Cheater.UnderFloor).
+	UnderFloor float64
+	After      int
 }
 
 // RingFleet returns a fleet of honest workers and the members of ring,
@@ -185,7 +207,7 @@ func RingFleet(honest int, ring Ring, seed uint64) []*Cheater {
 	}
 	for i := range ring.Members {
 		c := NewCheater(Collude, ring.Rate, seed+uint64(honest+i)*7919)
-		c.Elements, c.Factor, c.After, c.Ring = ring.Elements, ring.Factor, ring.After, true
+		c.Elements, c.Factor, c.UnderFloor, c.After = ring.Elements, ring.Factor, ring.UnderFloor, ring.After
 		fleet = append(fleet, c)
 	}
 	r := rand.New(rand.NewPCG(seed, 2))
