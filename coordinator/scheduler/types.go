@@ -88,9 +88,14 @@ const (
 	// overflow). No worker is to blame: the job fails with the reason,
 	// nobody is caught and nobody is paid for the shard.
 	Unverifiable
+	// Doubtful: the result passed every self-check it was given, but part
+	// of it was checked on the worst-case bound alone (verify's recompute
+	// budget ran out): it is judged as Valid, except that it is never
+	// accepted on its worker's word alone, trusted or not.
+	Doubtful
 )
 
-var verdictNames = [...]string{"", "valid", "invalid", "unverifiable"}
+var verdictNames = [...]string{"", "valid", "invalid", "unverifiable", "doubtful"}
 
 // String returns the verdict's name.
 func (v Verdict) String() string {
