@@ -17,7 +17,7 @@ import (
 func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	s.stats.Canaries++
 	switch v, why := s.verdict(l, outputs); v {
-	case Valid:
+	case Valid, Doubtful:
 	case Unverifiable:
 		// Not the worker's fault (nor, as its source was verified, one
 		// that should happen): refuse the result, blame nobody.
@@ -65,8 +65,9 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	switch v, why := s.verdict(l, outputs); v {
-	case Valid:
+	v, why := s.verdict(l, outputs)
+	switch v {
+	case Valid, Doubtful:
 	case Unverifiable:
 		s.reject(wk, l, "shard cannot be verified: "+why)
 		s.unverifiable(sh, why)
@@ -77,6 +78,7 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.refill(sh)
 		return
 	}
+	sh.doubtful = sh.doubtful || v == Doubtful
 	sh.results = append(sh.results, result{addr: wk.Address, outputs: outputs})
 	if len(sh.results) >= sh.want {
 		s.resolve(sh)
@@ -100,7 +102,7 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		return
 	}
 	switch v, why := s.verdict(l, outputs); v {
-	case Valid:
+	case Valid, Doubtful:
 	case Unverifiable:
 		// The accepted result passed the same check; whatever changed,
 		// the auditor is not to blame and another audit would not help.
@@ -158,10 +160,11 @@ func (s *Scheduler) reverify(sh *shard, extra *result) {
 // resolve decides a shard once it has the results it wanted.
 func (s *Scheduler) resolve(sh *shard) {
 	n := len(sh.results)
-	if n == 1 && !sh.reverify && sh.job.replication == 0 && !s.isTrusted(s.rep(sh.results[0].addr)) {
+	if n == 1 && !sh.reverify && sh.job.replication == 0 && (sh.doubtful || !s.isTrusted(s.rep(sh.results[0].addr))) {
 		// Adaptive replication accepts one result only from a trusted
 		// worker (assign raises want when an untrusted one takes a
-		// trusted worker's shard; this is the backstop).
+		// trusted worker's shard; this is the backstop), and never one
+		// its self-check passed only in part (Doubtful).
 		sh.want = max(sh.base, 2)
 		s.refill(sh)
 		return

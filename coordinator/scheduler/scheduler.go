@@ -107,6 +107,7 @@ type shard struct {
 	vouchers []Address
 	reverify bool // verifying again after a voucher was caught
 	audited  bool // an audit replica agreed with the accepted result
+	doubtful bool // a result was Doubtful: never accepted on one worker's word
 	heavy    bool
 }
 

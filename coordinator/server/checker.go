@@ -92,6 +92,8 @@ func (c *checker) guard(stage, key, value string, fn func()) (err error) {
 // checked turns verify's verdict into the scheduler's.
 func checked(v verify.Verdict) scheduler.Checked {
 	switch {
+	case v.OK && v.Unchecked > 0:
+		return scheduler.Checked{Verdict: scheduler.Doubtful, Reason: fmt.Sprintf("%d rows over the probabilistic bound passed on the worst-case bound alone (recompute budget spent)", v.Unchecked)}
 	case v.OK:
 		return scheduler.Checked{Verdict: scheduler.Valid}
 	case errors.Is(v.Err, verify.ErrUnverifiable):

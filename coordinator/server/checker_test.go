@@ -82,3 +82,25 @@ func TestOverflowingShardFailsItsJobAndBansNobody(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckerDoubtsWhatItCouldNotRecompute: an honest product of
+// all-equal matrices puts every row over verify's probabilistic bound
+// (its roundings repeat instead of averaging out), more rows than the
+// recompute budget covers; the rest pass on the worst-case bound alone,
+// which the checker reports as Doubtful — replicated, never blamed.
+func TestCheckerDoubtsWhatItCouldNotRecompute(t *testing.T) {
+	const n = 256
+	a, b := tensor.New(n, n), tensor.New(n, n)
+	for i := range a.Data {
+		a.Data[i], b.Data[i] = 0.1, 0.3
+	}
+	in := []*tensor.Tensor{a, b}
+	out, err := shaders.Reference(shaders.Matmul, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, why := server.NewChecker(2).Check(&scheduler.Task{Kernel: shaders.Matmul, Inputs: in}, out, rand.New(rand.NewPCG(3, 4)))
+	if v != scheduler.Doubtful || !strings.Contains(why, "worst-case bound alone") {
+		t.Fatalf("honest all-equal product: %v (%s), want doubtful", v, why)
+	}
+}
