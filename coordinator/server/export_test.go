@@ -85,3 +85,8 @@ func panicHook(stage string, match func(kernel string, inputs []*tensor.Tensor) 
 	})
 	return &h
 }
+
+// BudgetUsed returns the bytes charged to each budget.
+func BudgetUsed(s *Server) (frames, outputs, bodies int64) {
+	return s.budgets.frames.Used(), s.budgets.outputs.Used(), s.budgets.bodies.Used()
+}
