@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -33,16 +34,19 @@ var (
 // (bytes per second). Each write must finish within grace plus its size
 // over minRate too, so a peer that stops reading cannot hold a writer.
 //
-// Read is called only by the connection's reader goroutine, which also
-// calls startMessage and endMessage; Write only under coder/websocket's
-// write lock.
+// Read is called by the connection's reader goroutine, which also calls
+// startMessage and endMessage, and by coder/websocket's Close, which reads
+// the peer's close frame from whichever goroutine closes: mu guards the
+// pacing state between them (never held across the blocking read). Write
+// is called only under coder/websocket's write lock.
 type peerConn struct {
 	net.Conn
-	pending []byte // read by net/http past the upgrade request
 
 	idle, grace time.Duration
 	minRate     int64
 
+	mu       sync.Mutex
+	pending  []byte    // read by net/http past the upgrade request
 	last     time.Time // when bytes last arrived
 	msgStart time.Time // zero between messages
 	msgBytes int64
@@ -58,12 +62,20 @@ func newPeerConn(nc net.Conn, buffered []byte, cfg *Config) *peerConn {
 }
 
 // startMessage marks the arrival of a message's first frame header.
-func (pc *peerConn) startMessage() { pc.msgStart, pc.msgBytes = pc.last, 0 }
+func (pc *peerConn) startMessage() {
+	pc.mu.Lock()
+	pc.msgStart, pc.msgBytes = pc.last, 0
+	pc.mu.Unlock()
+}
 
 // endMessage marks the message read whole.
-func (pc *peerConn) endMessage() { pc.msgStart = time.Time{} }
+func (pc *peerConn) endMessage() {
+	pc.mu.Lock()
+	pc.msgStart = time.Time{}
+	pc.mu.Unlock()
+}
 
-// paceBy returns when what is being read must have arrived.
+// paceBy returns when what is being read must have arrived (mu held).
 func (pc *peerConn) paceBy() time.Time {
 	if pc.msgStart.IsZero() {
 		return pc.last.Add(pc.idle)
@@ -77,20 +89,26 @@ func rateTime(n, rate int64) time.Duration {
 }
 
 func (pc *peerConn) Read(p []byte) (int, error) {
+	pc.mu.Lock()
 	if len(pc.pending) > 0 {
 		n := copy(p, pc.pending)
 		if pc.pending = pc.pending[n:]; len(pc.pending) == 0 {
 			pc.pending = nil
 		}
+		pc.mu.Unlock()
 		return n, nil
 	}
 	if by := pc.paceBy(); !by.Equal(pc.set) {
 		if err := pc.Conn.SetReadDeadline(by); err != nil {
+			pc.mu.Unlock()
 			return 0, err
 		}
 		pc.set = by
 	}
+	pc.mu.Unlock()
 	n, err := pc.Conn.Read(p)
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
 	if n > 0 {
 		pc.last = time.Now()
 		pc.msgBytes += int64(n)
@@ -111,7 +129,7 @@ type paceError struct {
 func (e *paceError) Error() string { return e.kind.Error() + ": " + e.msg }
 func (e *paceError) Unwrap() error { return e.kind }
 
-// readPaceError says why the read deadline passed.
+// readPaceError says why the read deadline passed (mu held).
 func (pc *peerConn) readPaceError() error {
 	if pc.msgStart.IsZero() {
 		return &paceError{errSilent, fmt.Sprintf("for %v, not even a pong", pc.idle)}
