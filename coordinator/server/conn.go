@@ -365,13 +365,15 @@ func (c *conn) readLoop() error {
 					return err
 				}
 				if t != nil && done[m.Hash] == nil {
-					if held += heldBytes(t); held > s.cfg.MaxHeldOutputBytes {
+					// held counts only what the budget was charged: the
+					// deferred give returns exactly that.
+					if held+heldBytes(t) > s.cfg.MaxHeldOutputBytes {
 						return fmt.Errorf("%w: more than %d bytes of chunked outputs sent without a Result", protocol.ErrLimit, s.cfg.MaxHeldOutputBytes)
 					}
 					if berr := outputs.take(heldBytes(t)); berr != nil {
-						held -= heldBytes(t)
 						return berr
 					}
+					held += heldBytes(t)
 					done[m.Hash] = t
 				}
 			case *protocol.Heartbeat:
