@@ -65,9 +65,11 @@
 // inside each call the scheduler makes, so that the scheduler gets an
 // ordinary answer and completes its transition: Unverifiable for a check
 // (its job fails, no worker is blamed; a batch that panics is checked
-// result by result, so that only the culprit's job fails), agreement for a
-// replica comparison (both passed the self-checks; disagreement would
-// blame a worker), no canary. A panic in planning answers the submission
+// result by result, so that only the culprit's job fails), disagreement for
+// a replica comparison (the dispute is then settled by recompute, which
+// blames only a result found wrong), nothing settled for a settlement, no
+// confirmation, an error for a doability check (the shard fails), no
+// canary. A panic in planning answers the submission
 // with a 500 and creates nothing; one in assembly answers the result
 // request with a 500 and notes it in the job's error (a done job stays
 // done, its results stored). Nothing else recovers: a panic in the

@@ -31,6 +31,9 @@ type Config struct {
 	// Domain is the SIWE domain workers sign for (host[:port]). Default
 	// "localhost".
 	Domain string
+	// TLS says workers reach the coordinator over TLS (wss): the URI in
+	// the sign-in message they sign says so.
+	TLS bool
 	// Scheduler configures the state machine (default scheduler.DefaultConfig).
 	Scheduler *scheduler.Config
 	// Planner configures how jobs are split into shards.
@@ -264,7 +267,11 @@ func New(cfg Config, st store.Store) *Server {
 		faults:  &faults{},
 		budgets: bud,
 	}
-	s.auth = identity.NewVerifier(identity.VerifierConfig{Domain: cfg.Domain, URI: "ws://" + cfg.Domain + "/v1/worker", Now: cfg.Now})
+	scheme := "ws://"
+	if cfg.TLS {
+		scheme = "wss://"
+	}
+	s.auth = identity.NewVerifier(identity.VerifierConfig{Domain: cfg.Domain, URI: scheme + cfg.Domain + "/v1/worker", Now: cfg.Now})
 	s.sched = scheduler.New(*cfg.Scheduler, cfg.Rand(), newChecker(cfg.SpotChecks, s.faults, cfg.Logger))
 	return s
 }

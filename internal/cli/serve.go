@@ -63,7 +63,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *domain == "" {
 		*domain = ln.Addr().String()
 	}
-	srv := server.New(server.Config{Domain: *domain, Window: *window, MaxJobBytes: *maxJobBytes, MemoryBudget: *memoryBudget, Logger: log, Pages: web.Handler()}, st)
+	srv := server.New(server.Config{Domain: *domain, TLS: tlsConfig != nil, Window: *window, MaxJobBytes: *maxJobBytes, MemoryBudget: *memoryBudget, Logger: log, Pages: web.Handler()}, st)
 	scheme, wsScheme := "https", "wss"
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
