@@ -201,7 +201,7 @@ func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted, strict bool) bo
 	if trustedOnly && !s.isTrusted(wk.rep) {
 		return false
 	}
-	if len(sh.failed) > 0 && slices.Contains(sh.failed, wk.Address) && s.otherCanTake(wk.Address, sh, trustedOnly) {
+	if sh.hasFailed(wk.Address) && s.otherCanTake(wk.Address, sh, trustedOnly) {
 		return false
 	}
 	return true
@@ -226,7 +226,7 @@ func (s *Scheduler) canTake(wk *worker, sh *shard) bool {
 // is quick unless there is none; it runs only for a worker that failed sh.
 func (s *Scheduler) otherCanTake(failed Address, sh *shard, trustedOnly bool) bool {
 	for _, o := range s.workers {
-		if o.gone || o.Address == failed || slices.Contains(sh.failed, o.Address) {
+		if o.gone || o.Address == failed || sh.hasFailed(o.Address) {
 			continue
 		}
 		if trustedOnly && !s.isTrusted(o.rep) {

@@ -19,12 +19,17 @@
 // errors re-issue the replica. An error or an expiry counts against the
 // worker that reports it, not against the shard: each halves its window,
 // and after Config.MaxStrikes in a row (without a valid result) it gets no
-// more work. A shard fails its job only on evidence that it cannot be
-// done: the Checker says so (Checker.Doable: inputs that do not fit the
+// more work; an error also ends the worker's run of valid results, and
+// with it its trust. A shard fails its job only on evidence that it cannot
+// be done: the Checker says so (Checker.Doable: inputs that do not fit the
 // kernel, an empty dimension, a task no message can carry), or
-// Config.ErrorQuorum distinct addresses, one of them trusted, report the
-// same error; the reason names the shard and the error. Workers that leave
-// never fail a shard (volunteers come and go).
+// Config.ErrorQuorum distinct addresses, at least two of them trusted when
+// they reported it, report the same error; the reason names the shard and
+// the error (trimmed to a short printable line). An attacker must so spend
+// two identities that each earned trust, and each loses it, to fail one
+// job. An expiry is never such evidence (holding a lease in silence costs
+// nothing), and workers that leave never fail a shard (volunteers come
+// and go).
 //
 // Every result is first self-checked (shape, finiteness, Freivalds' check,
 // spot checks), whoever sent it: a result that fails is proof of cheating.

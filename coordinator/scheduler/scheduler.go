@@ -91,7 +91,7 @@ type shard struct {
 	attempts   int // stalemates (see Config.MaxAttempts)
 	departures int // workers that left holding a replica
 	lastError  string
-	errs       []replicaError // errors and expiries reported (see failReplica)
+	errs       []replicaError // errors reported (see failReplica)
 	results    []result
 	leases     []*lease  // outstanding leases, audits included
 	tried      []Address // addresses holding a lease or a result: never twice
@@ -296,7 +296,7 @@ func (s *Scheduler) removeWorker(wk *worker, why string) {
 	for _, l := range slices.Clone(wk.leases) { // dropLease edits wk.leases
 		s.dropLease(l)
 		if l.shard != nil {
-			s.failReplica(l, why, true)
+			s.failReplica(l, why, departed)
 		}
 	}
 }
@@ -313,7 +313,7 @@ func (s *Scheduler) WorkerError(now time.Time, id WorkerID, lid LeaseID, msg str
 	}
 	s.dropLease(l)
 	if l.shard != nil {
-		s.failReplica(l, "worker error: "+msg, false)
+		s.failReplica(l, "worker error: "+workerMessage(msg), errored)
 	}
 	s.fillAll(now)
 	return s.out
@@ -336,7 +336,7 @@ func (s *Scheduler) Tick(now time.Time) []Action {
 		s.emit(Action{Kind: Cancel, Worker: l.worker.ID, Lease: l.id, Reason: "lease expired"})
 		s.dropLease(l)
 		if l.shard != nil {
-			s.failReplica(l, "lease expired", false)
+			s.failReplica(l, "lease expired", expired)
 		}
 	}
 	if n > 0 {

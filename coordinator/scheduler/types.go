@@ -182,10 +182,11 @@ type Config struct {
 	// MaxReplicas caps the results gathered for one shard before the
 	// shard starts again (see MaxAttempts).
 	MaxReplicas int
-	// ErrorQuorum is how many distinct addresses, one of them trusted,
-	// must report the same error (or expire) on a shard before it fails
-	// its job: errors count against the workers that report them, and a
-	// shard fails only on evidence that it cannot be done.
+	// ErrorQuorum is how many distinct addresses, at least two of them
+	// trusted when they reported it, must report the same error on a
+	// shard before it fails its job (at least 3): errors count against
+	// the workers that report them, and a shard fails only on evidence
+	// that it cannot be done. Expiries are never evidence.
 	ErrorQuorum int
 	// MaxStrikes is how many errors and expiries in a row (without a
 	// valid result between them) an address may have before it gets no
