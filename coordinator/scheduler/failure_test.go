@@ -191,3 +191,33 @@ func TestTwoTrustedAndOneMoreFailAShardWithATrimmedReason(t *testing.T) {
 		}
 	}
 }
+
+// TestShardRemembersBoundedFailures: a thousand fresh identities each
+// answer a replica of the same shard with an error. The addresses a shard
+// keeps from its replicas (see eligible) are a bounded set: every worker
+// that asks for work is checked against it, so its size must not grow
+// with the identities an attacker makes for free.
+func TestShardRemembersBoundedFailures(t *testing.T) {
+	h := newHarness(t, nil)
+	const identities = 1000
+	for i := range identities {
+		w := WorkerID(100 + i)
+		h.record(h.s.WorkerJoined(h.now, Worker{ID: w, Address: Address{1, byte(i), byte(i >> 8)}, Backend: BackendCPU, Window: 1}))
+	}
+	h.submit("j", 2, 7)
+	errs := 0
+	for range identities {
+		for i := range identities {
+			errAll(h, fmt.Sprintf("noise %d", i), WorkerID(100+i))
+		}
+		if errs = h.s.Stats().Errors; errs >= identities {
+			break
+		}
+	}
+	if errs < identities/2 {
+		t.Fatalf("only %d errors reported", errs)
+	}
+	if n := len(h.s.jobs["j"].shards[0].failed); n > 64 {
+		t.Fatalf("the shard remembers %d failed addresses after %d errors, want a bound (at most 64)", n, errs)
+	}
+}
