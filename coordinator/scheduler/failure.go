@@ -50,6 +50,12 @@ type replicaError struct {
 // is forgotten.
 const maxShardErrors = 32
 
+// maxShardFailed bounds the addresses a shard remembers as having failed
+// it (see eligible): every worker that asks for work may be checked
+// against them, and identities are free. Past it, further ones are not
+// kept from it (each still takes a strike).
+const maxShardFailed = 64
+
 // failReplica re-issues a replica that produced nothing, ended as how
 // says. A worker that left costs nothing (volunteers come and go); an
 // expiry or an error counts against its worker (see strike), and only an
@@ -89,15 +95,21 @@ func (s *Scheduler) failReplica(l *lease, why string, how end) {
 }
 
 // markFailed remembers that a's replica of sh erred or expired (see
-// eligible).
+// eligible), up to maxShardFailed addresses.
 func (sh *shard) markFailed(a Address) {
-	if !slices.Contains(sh.failed, a) {
-		sh.failed = append(sh.failed, a)
+	if sh.failed == nil {
+		sh.failed = make(map[Address]struct{})
+	}
+	if len(sh.failed) < maxShardFailed {
+		sh.failed[a] = struct{}{}
 	}
 }
 
 // hasFailed reports whether a's replica of sh erred or expired.
-func (sh *shard) hasFailed(a Address) bool { return slices.Contains(sh.failed, a) }
+func (sh *shard) hasFailed(a Address) bool {
+	_, ok := sh.failed[a]
+	return ok
+}
 
 // evidence records the error why that a reported on sh (trusted says
 // whether a was trusted then) and fails the shard when that proves it

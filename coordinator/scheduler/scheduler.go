@@ -93,10 +93,10 @@ type shard struct {
 	lastError  string
 	errs       []replicaError // errors reported (see failReplica)
 	results    []result
-	leases     []*lease  // outstanding leases, audits included
-	tried      []Address // addresses holding a lease or a result: never twice
-	failed     []Address // addresses whose replica erred or expired (see eligible)
-	// Inline backing for the three slices above: most shards see one or
+	leases     []*lease             // outstanding leases, audits included
+	tried      []Address            // addresses holding a lease or a result: never twice
+	failed     map[Address]struct{} // addresses whose replica erred or expired, at most maxShardFailed (see eligible)
+	// Inline backing for results, leases and tried: most shards see one or
 	// two replicas, and this saves three allocations per shard.
 	resultBuf [2]result
 	leaseBuf  [2]*lease
