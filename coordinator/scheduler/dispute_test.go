@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -280,5 +281,97 @@ func TestDoubtfulResultIsReplicated(t *testing.T) {
 	}
 	if acc == nil || acc.Job != "d" || acc.Replicas < 2 {
 		t.Fatalf("the doubtful shard was not accepted on two replicas: %+v", acc)
+	}
+}
+
+// trustAll runs n shards, each replicated on every one of ws (workers
+// and addresses alike), so that all of them build a run of n valid
+// results.
+func trustAll(h *harness, n int, ws ...WorkerID) {
+	for i := range n {
+		h.submit(JobID(fmt.Sprintf("warm%d", i)), len(ws), float32(i))
+		for _, w := range ws {
+			h.respond(w, 0)
+		}
+	}
+}
+
+// doubtfulValue is the value of a shard whose results the fake
+// self-check passes only in part (Doubtful).
+const doubtfulValue = doubtfulFrom + 5
+
+// TestDoubtfulResultTwoAgreeOnIsAudited: two trusted identities of a
+// ring agree on a wrong answer to a shard whose results the self-check
+// could pass only in part (Doubtful). Agreement is no confirmation: the
+// shard is audited by an identity that did not vouch for it, trusted
+// vouchers or not, and the dispute that follows is settled by recompute.
+func TestDoubtfulResultTwoAgreeOnIsAudited(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	h.submit("d", 0, doubtfulValue)
+	h.respond(1, 3)
+	h.respond(2, 3)
+	if v, ok := finalValues(h.log, "d")[0]; !ok || v != doubtfulValue+3 {
+		t.Fatalf("the ring's agreed answer was not accepted: %v", finalValues(h.log, "d"))
+	}
+	h.join(3, 3, 1) // honest, untrusted: takes the audit once it has waited
+	h.advance(DefaultConfig().AuditWait + time.Second)
+	h.respond(3, 0)
+	if v := finalValues(h.log, "d")[0]; v != doubtfulValue {
+		t.Fatalf("the doubtful shard two trusted identities agreed on was never audited: it ends %v, want %v", v, float32(doubtfulValue))
+	}
+	if !h.s.Caught(addr(1)) || h.s.Caught(addr(3)) {
+		t.Fatalf("caught: author %v, auditor %v; want the author only", h.s.Caught(addr(1)), h.s.Caught(addr(3)))
+	}
+}
+
+// TestDoubtfulResultsEarnNoTrust: results the self-check passed only in
+// part neither raise their worker's run of valid results nor end it: an
+// identity cannot earn trust on results the coordinator could not check
+// in full.
+func TestDoubtfulResultsEarnNoTrust(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 5)
+	for i := range 15 {
+		h.submit(JobID(fmt.Sprintf("d%d", i)), 2, doubtfulValue+float32(i))
+		h.respond(1, 0)
+		h.respond(2, 0)
+	}
+	if n := len(finalValues(h.log, "d14")); n != 1 {
+		t.Fatal("the doubtful shards were not accepted")
+	}
+	for _, a := range []byte{1, 2} {
+		if ok, run := h.s.Trusted(addr(a)); ok || run != 5 {
+			t.Fatalf("address %d: trusted %v with a run of %d after 5 valid and 15 doubtful results; want untrusted, run 5", a, ok, run)
+		}
+	}
+}
+
+// TestDoubtfulResultIsNeverACanary: a doubtful shard that two trusted
+// workers agree on, and a trusted auditor confirms, still never becomes a
+// canary's known answer: the coordinator did not check it in full.
+func TestDoubtfulResultIsNeverACanary(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	for w := WorkerID(1); w <= 3; w++ {
+		h.join(w, byte(w), 1)
+	}
+	trustAll(h, 12, 1, 2, 3)
+	h.submit("d", 0, doubtfulValue)
+	for range 3 {
+		for w := WorkerID(1); w <= 3; w++ {
+			h.respond(w, 0)
+		}
+	}
+	if _, ok := finalValues(h.log, "d")[0]; !ok {
+		t.Fatal("the doubtful shard was not accepted")
+	}
+	for _, c := range h.s.canaries {
+		if c.task.Inputs[0].Data[0] >= doubtfulFrom {
+			t.Fatalf("a doubtful result became a canary source (value %v)", c.outputs[0].Data[0])
+		}
 	}
 }
