@@ -16,7 +16,8 @@ import (
 
 func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	s.stats.Canaries++
-	switch v, why := s.verdict(l, outputs); v {
+	v, why := s.verdict(l, outputs)
+	switch v {
 	case Valid, Doubtful:
 	case Unverifiable:
 		// Not the worker's fault (nor, as its source was verified, one
@@ -44,7 +45,7 @@ func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor)
 			return
 		}
 	}
-	s.valid(wk.rep)
+	s.credit(wk.rep, v == Doubtful)
 	s.emit(Action{Kind: Pay, Address: wk.Address, FLOPs: l.task.FLOPs})
 }
 
@@ -79,7 +80,7 @@ func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		return
 	}
 	sh.doubtful = sh.doubtful || v == Doubtful
-	sh.results = append(sh.results, result{addr: wk.Address, outputs: outputs})
+	sh.results = append(sh.results, result{addr: wk.Address, outputs: outputs, doubtful: v == Doubtful})
 	if len(sh.results) >= sh.want {
 		s.resolve(sh)
 	}
@@ -101,7 +102,8 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	switch v, why := s.verdict(l, outputs); v {
+	v, why := s.verdict(l, outputs)
+	switch v {
 	case Valid, Doubtful:
 	case Unverifiable:
 		// The accepted result passed the same check; whatever changed,
@@ -114,10 +116,11 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.needAudit(sh)
 		return
 	}
+	sh.doubtful = sh.doubtful || v == Doubtful
 	if s.check.Agree(&sh.task, sh.accepted, outputs) {
 		sh.audited = true
 		s.addVouchers(sh, []Address{wk.Address})
-		s.valid(wk.rep)
+		s.credit(wk.rep, v == Doubtful)
 		s.emit(Action{Kind: Pay, Address: wk.Address, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
 		if s.isTrusted(wk.rep) {
 			s.offerCanary(sh, false)
@@ -321,14 +324,17 @@ func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
 	sh.accepted, sh.author, sh.vouchers = rep, vouchers[0], vouchers
 	s.stats.Accepted++
 	trusted := s.anyTrusted(vouchers)
-	if s.cfg.Audit && !trusted {
+	if sh.doubtful || (s.cfg.Audit && !trusted) {
+		// A doubtful shard is audited whoever vouched for it: identities
+		// that agree on what the self-check could not check in full
+		// have confirmed nothing.
 		s.needAudit(sh)
 	}
 	if len(vouchers) == 1 {
 		s.stats.SingleAccepted++
 	}
 	s.emit(Action{Kind: Accept, Job: jb.id, Shard: sh.index, Outputs: rep, Vouchers: vouchers, Replicas: replicas, Method: method})
-	s.payAll(sh, vouchers)
+	s.payAll(sh, sh.results)
 	for _, a := range vouchers {
 		r := s.rep(a)
 		r.vouched = append(r.vouched, sh)
@@ -373,12 +379,12 @@ func (s *Scheduler) reverified(sh *shard, method string, confirmed bool) {
 		sh.accepted, sh.author, sh.vouchers = sh.results[0].outputs, fresh[0], nil
 		s.addVouchers(sh, fresh)
 		s.emit(Action{Kind: Correct, Job: jb.id, Shard: sh.index, Outputs: sh.accepted, Vouchers: fresh, Replicas: replicas, Method: "re-verified: " + method})
-		if s.cfg.Audit && !s.anyTrusted(fresh) && !confirmed {
+		if sh.doubtful || (s.cfg.Audit && !s.anyTrusted(fresh) && !confirmed) {
 			sh.audited = false
 			s.needAudit(sh)
 		}
 	}
-	s.payAll(sh, fresh)
+	s.payAll(sh, sh.results) // the new replicas only
 	if confirmed {
 		s.offerCanary(sh, true)
 	}
@@ -391,8 +397,8 @@ func (s *Scheduler) reverified(sh *shard, method string, confirmed bool) {
 // by Checker.Confirm now. Trust alone never qualifies a result: a wrong
 // known answer would have honest workers' answers refused.
 func (s *Scheduler) offerCanary(sh *shard, settled bool) {
-	if s.cfg.CanaryPool <= 0 {
-		return
+	if s.cfg.CanaryPool <= 0 || sh.doubtful {
+		return // a doubtful shard was not checked in full: no known answer
 	}
 	if !settled && !s.check.Confirm(&sh.task, sh.accepted, s.rng) {
 		return

@@ -33,6 +33,10 @@
 //
 // Every result is first self-checked (shape, finiteness, Freivalds' check,
 // spot checks), whoever sent it: a result that fails is proof of cheating.
+// A result that passes only in part (Doubtful: rows left to the worst-case
+// bound) is never accepted on one worker's word; its shard is audited by an
+// identity that did not vouch for it whoever did, never becomes a canary,
+// and earns its workers no trust.
 // Results that pass are compared with the shard's other replicas element by
 // element. A vote never decides what is true: when they disagree the
 // Checker settles the dispute (Checker.Settle) by recomputing exactly a

@@ -107,7 +107,7 @@ type shard struct {
 	vouchers []Address
 	reverify bool // verifying again after a voucher was caught
 	audited  bool // an audit replica agreed with the accepted result
-	doubtful bool // a result was Doubtful: never accepted on one worker's word
+	doubtful bool // a result was Doubtful: never accepted on one worker's word, always audited, never a canary
 	heavy    bool
 }
 
@@ -125,6 +125,9 @@ type result struct {
 	// accepted marks the accepted result of a shard being re-verified
 	// (addr is then its author).
 	accepted bool
+	// doubtful marks a result its self-check passed only in part
+	// (Doubtful): it earns its author no trust.
+	doubtful bool
 }
 
 type lease struct {
@@ -474,14 +477,27 @@ func (s *Scheduler) result(id WorkerID, lid LeaseID, outputs []*tensor.Tensor) {
 	}
 }
 
-func (s *Scheduler) payAll(sh *shard, vouchers []Address) {
-	for _, a := range vouchers {
-		r := s.rep(a)
-		if r.caught {
+// payAll pays the authors of rs, results of sh, and credits their
+// reputations (see credit); the accepted result of a re-verification was
+// paid when it was accepted, and a caught author is paid nothing.
+func (s *Scheduler) payAll(sh *shard, rs []result) {
+	for _, res := range rs {
+		r := s.rep(res.addr)
+		if res.accepted || r.caught {
 			continue
 		}
+		s.credit(r, res.doubtful)
+		s.emit(Action{Kind: Pay, Address: res.addr, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
+	}
+}
+
+// credit counts a result of r that was judged right: a valid one raises
+// its run of valid results and clears its strikes (see valid); a doubtful
+// one, which the self-check passed only in part, is paid but changes
+// neither: trust is never earned on what the coordinator could not check.
+func (s *Scheduler) credit(r *reputation, doubtful bool) {
+	if !doubtful {
 		s.valid(r)
-		s.emit(Action{Kind: Pay, Address: a, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
 	}
 }
 
