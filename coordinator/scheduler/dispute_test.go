@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -373,5 +374,143 @@ func TestDoubtfulResultIsNeverACanary(t *testing.T) {
 		if c.task.Inputs[0].Data[0] >= doubtfulFrom {
 			t.Fatalf("a doubtful result became a canary source (value %v)", c.outputs[0].Data[0])
 		}
+	}
+}
+
+// pairFrom is where the values of tasks begin whose correct result is two
+// elements, both the value (see pairChecker).
+const pairFrom = 1 << 18
+
+// pairChecker is valueChecker, except that a task of value pairFrom or
+// more wants two elements, and that Settle then recomputes, as verify
+// does, only the elements where the results differ: a result right there
+// may still be wrong where they all agree. Confirm recomputes both.
+type pairChecker struct{ valueChecker }
+
+func isPair(t *Task) bool { return t.Inputs[0].Data[0] >= pairFrom }
+
+// off reports whether element j of out is off t's value by more than d.
+func off(t *Task, out []*tensor.Tensor, j int, d float64) bool {
+	return math.Abs(float64(out[0].Data[j]-t.Inputs[0].Data[0])) > d
+}
+
+func (c pairChecker) Check(t *Task, out []*tensor.Tensor, rng *rand.Rand) (Verdict, string) {
+	if !isPair(t) {
+		return c.valueChecker.Check(t, out, rng)
+	}
+	if len(out) != 1 || out[0].Len() != 2 {
+		return Invalid, "wrong shape"
+	}
+	if off(t, out, 0, grossDelta) || off(t, out, 1, grossDelta) {
+		return Invalid, "freivalds mismatch"
+	}
+	return Valid, ""
+}
+
+func (c pairChecker) Agree(t *Task, a, b []*tensor.Tensor) bool {
+	if a[0].Len() != b[0].Len() {
+		return false
+	}
+	for j := range a[0].Data {
+		if math.Abs(float64(a[0].Data[j]-b[0].Data[j])) > agreeDelta {
+			return false
+		}
+	}
+	return true
+}
+
+func (c pairChecker) Settle(t *Task, outs [][]*tensor.Tensor, rng *rand.Rand) Settlement {
+	if !isPair(t) {
+		return c.valueChecker.Settle(t, outs, rng)
+	}
+	st := Settlement{Right: make([]bool, len(outs)), Reasons: make([]string, len(outs)), Complete: true}
+	var disputed []int
+	for j := range 2 {
+		for _, o := range outs[1:] {
+			if math.Abs(float64(o[0].Data[j]-outs[0][0].Data[j])) > agreeDelta {
+				disputed = append(disputed, j)
+				break
+			}
+		}
+	}
+	st.Checked = len(disputed)
+	for i, o := range outs {
+		st.Right[i] = true
+		for _, j := range disputed {
+			if off(t, o, j, exactDelta) {
+				st.Right[i], st.Reasons[i] = false, fmt.Sprintf("element %d off the exact value", j)
+			}
+		}
+	}
+	return st
+}
+
+func (c pairChecker) Confirm(t *Task, out []*tensor.Tensor, rng *rand.Rand) bool {
+	if !isPair(t) {
+		return c.valueChecker.Confirm(t, out, rng)
+	}
+	return !off(t, out, 0, exactDelta) && !off(t, out, 1, exactDelta)
+}
+
+// answerPair sends the two elements a, b for lease l of worker w.
+func (h *harness) answerPair(w WorkerID, l LeaseID, a, b float32) []Action {
+	delete(h.open[w], l)
+	return h.record(h.s.Result(h.now, w, l, []*tensor.Tensor{{Shape: []int{2}, Data: []float32{a, b}}}))
+}
+
+// TestSurvivorOfACaughtReplicaIsConfirmedAndAudited: two trusted
+// identities of a ring answer a shard, the first wrong on one element,
+// the second the same plus a second wrong element. The dispute is on the
+// second element only, and recomputing it completely catches the second
+// identity; the first result is right there, but that confirms nothing
+// about the element they agreed on: it must pass Confirm before it is a
+// canary's known answer, and it is audited though its author is trusted.
+func TestSurvivorOfACaughtReplicaIsConfirmedAndAudited(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 1 })
+	h.s.check = pairChecker{}
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	const v = pairFrom + 7
+	h.submit("p", 0, v)
+	lies := map[WorkerID][2]float32{1: {v + 3, v}, 2: {v + 3, v + 3}}
+	for _, w := range []WorkerID{1, 2} {
+		for _, l := range sortedLeases(h, w) {
+			h.answerPair(w, l, lies[w][0], lies[w][1])
+		}
+	}
+	if !h.s.Caught(addr(2)) || h.s.Caught(addr(1)) {
+		t.Fatalf("caught: first %v, second %v; want the second only", h.s.Caught(addr(1)), h.s.Caught(addr(2)))
+	}
+	if _, ok := finalValues(h.log, "p")[0]; !ok {
+		t.Fatal("the first result was not accepted after the settlement")
+	}
+	for _, c := range h.s.canaries {
+		if isPair(c.task) {
+			t.Fatalf("the survivor's result, wrong on element 0, became a canary source: %v", c.outputs[0].Data)
+		}
+	}
+	h.join(3, 3, 1) // honest, untrusted: takes the audits once they have waited
+	h.advance(DefaultConfig().AuditWait + time.Second)
+	for range 20 { // the warm-up's audits come first
+		for _, l := range sortedLeases(h, 3) {
+			if task := h.open[3][l]; isPair(task) {
+				h.answerPair(3, l, v, v)
+			} else {
+				h.answer(3, l, task.Inputs[0].Data[0])
+			}
+		}
+	}
+	var got []float32
+	for _, a := range h.log {
+		if (a.Kind == Accept || a.Kind == Correct) && a.Job == "p" {
+			got = a.Outputs[0].Data
+		}
+	}
+	if len(got) != 2 || got[0] != v || got[1] != v {
+		t.Fatalf("the shard ends %v, want [%v %v]: the survivor of a caught replica was never audited", got, float32(v), float32(v))
+	}
+	if !h.s.Caught(addr(1)) {
+		t.Fatal("the first ring member was never caught")
 	}
 }
