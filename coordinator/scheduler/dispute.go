@@ -123,7 +123,7 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.credit(wk.rep, v == Doubtful)
 		s.emit(Action{Kind: Pay, Address: wk.Address, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
 		if s.isTrusted(wk.rep) {
-			s.offerCanary(sh, false)
+			s.offerCanary(sh)
 		}
 		return
 	}
@@ -235,6 +235,7 @@ func (s *Scheduler) settle(sh *shard) {
 	}
 	clear(sh.results[k:])
 	sh.results = sh.results[:k]
+	sh.contested = sh.contested || len(authors) > 0
 	for i, a := range authors {
 		s.caught(a, "wrong where the coordinator recomputed a disputed element: "+wrong[i])
 	}
@@ -301,18 +302,20 @@ func (s *Scheduler) refill(sh *shard) {
 }
 
 // decide ends sh with its results, which all agree: a pending shard is
-// accepted, a re-verified one confirmed or corrected. confirmed says that
-// the coordinator recomputed every element they were disputed on.
-func (s *Scheduler) decide(sh *shard, method string, confirmed bool) {
+// accepted, a re-verified one confirmed or corrected. settled says that
+// the coordinator recomputed every element they were disputed on — which
+// says nothing of the elements where they all agreed, so it makes the
+// result a candidate for a canary (see offerCanary), never a confirmed one.
+func (s *Scheduler) decide(sh *shard, method string, settled bool) {
 	if sh.reverify {
-		s.reverified(sh, method, confirmed)
+		s.reverified(sh, method, settled)
 		return
 	}
-	s.accept(sh, method, confirmed)
+	s.accept(sh, method, settled)
 }
 
 // accept accepts the results of a pending shard, which all agree.
-func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
+func (s *Scheduler) accept(sh *shard, method string, settled bool) {
 	jb := sh.job
 	replicas := len(sh.results)
 	rep := sh.results[0].outputs
@@ -324,12 +327,15 @@ func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
 	sh.accepted, sh.author, sh.vouchers = rep, vouchers[0], vouchers
 	s.stats.Accepted++
 	trusted := s.anyTrusted(vouchers)
-	if sh.doubtful || (s.cfg.Audit && !trusted) {
+	if sh.doubtful || sh.contested || (s.cfg.Audit && !trusted) {
 		// A doubtful shard is audited whoever vouched for it: identities
 		// that agree on what the self-check could not check in full
-		// have confirmed nothing.
+		// have confirmed nothing. Nor has a result whose co-replica a
+		// settlement just caught: they may have agreed where it did not
+		// look.
 		s.needAudit(sh)
 	}
+	sh.contested = false
 	if len(vouchers) == 1 {
 		s.stats.SingleAccepted++
 	}
@@ -339,8 +345,8 @@ func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
 		r := s.rep(a)
 		r.vouched = append(r.vouched, sh)
 	}
-	if confirmed || (len(vouchers) >= 2 && trusted) {
-		s.offerCanary(sh, confirmed)
+	if settled || (len(vouchers) >= 2 && trusted) {
+		s.offerCanary(sh)
 	}
 	s.cancelLeases(sh, "shard already verified", false)
 	sh.dropResults()
@@ -357,7 +363,7 @@ func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
 // new replicas vouch for it too (so that catching one of them later
 // re-verifies it again); otherwise it was found wrong and the new result
 // replaces it (Correct). Only new replicas are paid.
-func (s *Scheduler) reverified(sh *shard, method string, confirmed bool) {
+func (s *Scheduler) reverified(sh *shard, method string, settled bool) {
 	jb := sh.job
 	replicas := len(sh.results)
 	var fresh []Address
@@ -379,28 +385,30 @@ func (s *Scheduler) reverified(sh *shard, method string, confirmed bool) {
 		sh.accepted, sh.author, sh.vouchers = sh.results[0].outputs, fresh[0], nil
 		s.addVouchers(sh, fresh)
 		s.emit(Action{Kind: Correct, Job: jb.id, Shard: sh.index, Outputs: sh.accepted, Vouchers: fresh, Replicas: replicas, Method: "re-verified: " + method})
-		if sh.doubtful || (s.cfg.Audit && !s.anyTrusted(fresh) && !confirmed) {
-			sh.audited = false
-			s.needAudit(sh)
-		}
+		// The accepted result was found wrong, so its replacement is the
+		// survivor of a caught co-replica: it is audited (see accept).
+		sh.audited = false
+		s.needAudit(sh)
 	}
+	sh.contested = false
 	s.payAll(sh, sh.results) // the new replicas only
-	if confirmed {
-		s.offerCanary(sh, true)
+	if settled {
+		s.offerCanary(sh)
 	}
 	s.cancelLeases(sh, "shard already verified", true) // and audited
 	sh.dropResults()
 }
 
 // offerCanary makes sh's accepted result a canary source if the
-// coordinator confirmed it: by a complete settlement (settled), or else
-// by Checker.Confirm now. Trust alone never qualifies a result: a wrong
-// known answer would have honest workers' answers refused.
-func (s *Scheduler) offerCanary(sh *shard, settled bool) {
+// coordinator confirms it now (Checker.Confirm's exact recompute of
+// sampled rows). Neither trust nor a settlement qualifies a result: a
+// wrong known answer would have honest workers' answers refused, and a
+// settlement recomputed only where results differed.
+func (s *Scheduler) offerCanary(sh *shard) {
 	if s.cfg.CanaryPool <= 0 || sh.doubtful {
 		return // a doubtful shard was not checked in full: no known answer
 	}
-	if !settled && !s.check.Confirm(&sh.task, sh.accepted, s.rng) {
+	if !s.check.Confirm(&sh.task, sh.accepted, s.rng) {
 		return
 	}
 	s.addCanarySource(&canarySource{task: &sh.task, outputs: sh.accepted, vouched: slices.Clone(sh.vouchers), author: sh.author})

@@ -60,10 +60,12 @@
 // with rows permuted, indistinguishable from new work — whose answers are
 // known. Trust lowers replication and nothing else: a trusted worker's
 // results are self-checked and settled like anyone's, results accepted
-// without a trusted voucher are audited by one more replica, and a result
+// without a trusted voucher are audited by one more replica (and so,
+// trusted or not, is a result left by a settlement that caught its
+// co-replica: a settlement looks only where results differ), and a result
 // becomes a canary's known answer only once the coordinator confirmed it
-// itself (a complete settlement, or Checker.Confirm's exact recompute of
-// sampled rows), never on trust. A canary answer that differs from the
+// itself (Checker.Confirm's exact recompute of sampled rows), never on
+// trust nor on a settlement alone. A canary answer that differs from the
 // known one is settled by recompute too: a wrong known answer catches its
 // author, not the honest worker. A job may force a replication factor
 // instead.

@@ -108,7 +108,10 @@ type shard struct {
 	reverify bool // verifying again after a voucher was caught
 	audited  bool // an audit replica agreed with the accepted result
 	doubtful bool // a result was Doubtful: never accepted on one worker's word, always audited, never a canary
-	heavy    bool
+	// contested: a settlement caught one of its results; those left are
+	// audited once decided (see accept)
+	contested bool
+	heavy     bool
 }
 
 // dropResults forgets sh's gathered results, clearing the inline buffer
