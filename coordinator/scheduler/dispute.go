@@ -14,19 +14,41 @@ import (
 // caught, and only a result the coordinator recomputed convicts its
 // author.
 
-func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
-	s.stats.Canaries++
+// screened names a kind of result in the reasons screen gives.
+type screened struct{ unverifiable, invalid string }
+
+var (
+	canaryScreen  = screened{unverifiable: "canary cannot be verified: ", invalid: "canary: "}
+	replicaScreen = screened{unverifiable: "shard cannot be verified: "}
+)
+
+// screen self-checks the outputs wk returned for l and turns away a
+// result that does not pass: an Unverifiable one is refused, blaming
+// nobody (the shard's inputs are at fault, not the worker); any other
+// (Invalid, or a verdict it does not know) is refused and its worker
+// caught. It returns the verdict, its reason, and whether the result
+// passed (Valid or Doubtful); what else a failure means is the caller's.
+func (s *Scheduler) screen(wk *worker, l *lease, outputs []*tensor.Tensor, kind screened) (Verdict, string, bool) {
 	v, why := s.verdict(l, outputs)
 	switch v {
 	case Valid, Doubtful:
+		return v, why, true
 	case Unverifiable:
-		// Not the worker's fault (nor, as its source was verified, one
-		// that should happen): refuse the result, blame nobody.
-		s.reject(wk, l, "canary cannot be verified: "+why)
-		return
+		s.reject(wk, l, kind.unverifiable+why)
 	default:
-		s.reject(wk, l, "canary: "+why)
+		s.reject(wk, l, kind.invalid+why)
 		s.caught(wk.Address, "failed a self-check: "+why)
+	}
+	return v, why, false
+}
+
+// canaryResult judges a canary's answer against the known one.
+func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
+	s.stats.Canaries++
+	// An unverifiable canary is not the worker's fault (nor, as its
+	// source was verified, one that should happen): nothing more to do.
+	v, _, ok := s.screen(wk, l, outputs, canaryScreen)
+	if !ok {
 		return
 	}
 	if !s.check.Agree(l.task, l.expected, outputs) {
@@ -60,22 +82,21 @@ func (s *Scheduler) refuteCanary(c *canarySource, why string) {
 	s.caught(c.author, why)
 }
 
+// shardResult judges a replica of a shard still deciding (or being
+// re-verified) and resolves the shard once it has what it wanted.
 func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	sh := l.shard
 	if (sh.state == shardAccepted && !sh.reverify) || sh.job.closed() {
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	v, why := s.verdict(l, outputs)
-	switch v {
-	case Valid, Doubtful:
-	case Unverifiable:
-		s.reject(wk, l, "shard cannot be verified: "+why)
+	v, why, ok := s.screen(wk, l, outputs, replicaScreen)
+	switch {
+	case ok:
+	case v == Unverifiable:
 		s.unverifiable(sh, why)
 		return
 	default:
-		s.reject(wk, l, why)
-		s.caught(wk.Address, "failed a self-check: "+why)
 		s.refill(sh)
 		return
 	}
@@ -102,18 +123,14 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	v, why := s.verdict(l, outputs)
-	switch v {
-	case Valid, Doubtful:
-	case Unverifiable:
-		// The accepted result passed the same check; whatever changed,
-		// the auditor is not to blame and another audit would not help.
-		s.reject(wk, l, "shard cannot be verified: "+why)
-		return
-	default:
-		s.reject(wk, l, why)
-		s.caught(wk.Address, "failed a self-check: "+why)
-		s.needAudit(sh)
+	v, _, ok := s.screen(wk, l, outputs, replicaScreen)
+	if !ok {
+		// An unverifiable audit: the accepted result passed the same
+		// check; whatever changed, the auditor is not to blame and
+		// another audit would not help. A caught auditor's is asked again.
+		if v != Unverifiable {
+			s.needAudit(sh)
+		}
 		return
 	}
 	sh.doubtful = sh.doubtful || v == Doubtful
