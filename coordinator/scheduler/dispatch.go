@@ -201,7 +201,7 @@ func (s *Scheduler) eligible(wk *worker, sh *shard, wantTrusted, strict bool) bo
 	if trustedOnly && !s.isTrusted(wk.rep) {
 		return false
 	}
-	if len(sh.failed) > 0 && slices.Contains(sh.failed, wk.Address) && s.otherCanTake(wk.Address, sh, trustedOnly) {
+	if sh.hasFailed(wk.Address) && s.otherCanTake(wk.Address, sh, trustedOnly) {
 		return false
 	}
 	return true
@@ -223,10 +223,11 @@ func (s *Scheduler) canTake(wk *worker, sh *shard) bool {
 // failed, nor one that failed sh, could take a replica of sh (busy or not:
 // it frees a slot sooner or later) — a trusted one when trustedOnly, as
 // the replica waits for. It scans the workers until it finds one, which
-// is quick unless there is none; it runs only for a worker that failed sh.
+// is quick unless there is none (a lookup in the bounded set sh.failed per
+// worker); it runs only for a worker that failed sh.
 func (s *Scheduler) otherCanTake(failed Address, sh *shard, trustedOnly bool) bool {
 	for _, o := range s.workers {
-		if o.gone || o.Address == failed || slices.Contains(sh.failed, o.Address) {
+		if o.gone || o.Address == failed || sh.hasFailed(o.Address) {
 			continue
 		}
 		if trustedOnly && !s.isTrusted(o.rep) {

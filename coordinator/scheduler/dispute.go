@@ -14,18 +14,41 @@ import (
 // caught, and only a result the coordinator recomputed convicts its
 // author.
 
+// screened names a kind of result in the reasons screen gives.
+type screened struct{ unverifiable, invalid string }
+
+var (
+	canaryScreen  = screened{unverifiable: "canary cannot be verified: ", invalid: "canary: "}
+	replicaScreen = screened{unverifiable: "shard cannot be verified: "}
+)
+
+// screen self-checks the outputs wk returned for l and turns away a
+// result that does not pass: an Unverifiable one is refused, blaming
+// nobody (the shard's inputs are at fault, not the worker); any other
+// (Invalid, or a verdict it does not know) is refused and its worker
+// caught. It returns the verdict, its reason, and whether the result
+// passed (Valid or Doubtful); what else a failure means is the caller's.
+func (s *Scheduler) screen(wk *worker, l *lease, outputs []*tensor.Tensor, kind screened) (Verdict, string, bool) {
+	v, why := s.verdict(l, outputs)
+	switch v {
+	case Valid, Doubtful:
+		return v, why, true
+	case Unverifiable:
+		s.reject(wk, l, kind.unverifiable+why)
+	default:
+		s.reject(wk, l, kind.invalid+why)
+		s.caught(wk.Address, "failed a self-check: "+why)
+	}
+	return v, why, false
+}
+
+// canaryResult judges a canary's answer against the known one.
 func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	s.stats.Canaries++
-	switch v, why := s.verdict(l, outputs); v {
-	case Valid, Doubtful:
-	case Unverifiable:
-		// Not the worker's fault (nor, as its source was verified, one
-		// that should happen): refuse the result, blame nobody.
-		s.reject(wk, l, "canary cannot be verified: "+why)
-		return
-	default:
-		s.reject(wk, l, "canary: "+why)
-		s.caught(wk.Address, "failed a self-check: "+why)
+	// An unverifiable canary is not the worker's fault (nor, as its
+	// source was verified, one that should happen): nothing more to do.
+	v, _, ok := s.screen(wk, l, outputs, canaryScreen)
+	if !ok {
 		return
 	}
 	if !s.check.Agree(l.task, l.expected, outputs) {
@@ -44,7 +67,7 @@ func (s *Scheduler) canaryResult(wk *worker, l *lease, outputs []*tensor.Tensor)
 			return
 		}
 	}
-	s.valid(wk.rep)
+	s.credit(wk.rep, v == Doubtful)
 	s.emit(Action{Kind: Pay, Address: wk.Address, FLOPs: l.task.FLOPs})
 }
 
@@ -59,27 +82,26 @@ func (s *Scheduler) refuteCanary(c *canarySource, why string) {
 	s.caught(c.author, why)
 }
 
+// shardResult judges a replica of a shard still deciding (or being
+// re-verified) and resolves the shard once it has what it wanted.
 func (s *Scheduler) shardResult(wk *worker, l *lease, outputs []*tensor.Tensor) {
 	sh := l.shard
 	if (sh.state == shardAccepted && !sh.reverify) || sh.job.closed() {
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	v, why := s.verdict(l, outputs)
-	switch v {
-	case Valid, Doubtful:
-	case Unverifiable:
-		s.reject(wk, l, "shard cannot be verified: "+why)
+	v, why, ok := s.screen(wk, l, outputs, replicaScreen)
+	switch {
+	case ok:
+	case v == Unverifiable:
 		s.unverifiable(sh, why)
 		return
 	default:
-		s.reject(wk, l, why)
-		s.caught(wk.Address, "failed a self-check: "+why)
 		s.refill(sh)
 		return
 	}
 	sh.doubtful = sh.doubtful || v == Doubtful
-	sh.results = append(sh.results, result{addr: wk.Address, outputs: outputs})
+	sh.results = append(sh.results, result{addr: wk.Address, outputs: outputs, doubtful: v == Doubtful})
 	if len(sh.results) >= sh.want {
 		s.resolve(sh)
 	}
@@ -101,26 +123,24 @@ func (s *Scheduler) auditResult(wk *worker, l *lease, outputs []*tensor.Tensor) 
 		s.reject(wk, l, "shard no longer needs this replica")
 		return
 	}
-	switch v, why := s.verdict(l, outputs); v {
-	case Valid, Doubtful:
-	case Unverifiable:
-		// The accepted result passed the same check; whatever changed,
-		// the auditor is not to blame and another audit would not help.
-		s.reject(wk, l, "shard cannot be verified: "+why)
-		return
-	default:
-		s.reject(wk, l, why)
-		s.caught(wk.Address, "failed a self-check: "+why)
-		s.needAudit(sh)
+	v, _, ok := s.screen(wk, l, outputs, replicaScreen)
+	if !ok {
+		// An unverifiable audit: the accepted result passed the same
+		// check; whatever changed, the auditor is not to blame and
+		// another audit would not help. A caught auditor's is asked again.
+		if v != Unverifiable {
+			s.needAudit(sh)
+		}
 		return
 	}
+	sh.doubtful = sh.doubtful || v == Doubtful
 	if s.check.Agree(&sh.task, sh.accepted, outputs) {
 		sh.audited = true
 		s.addVouchers(sh, []Address{wk.Address})
-		s.valid(wk.rep)
+		s.credit(wk.rep, v == Doubtful)
 		s.emit(Action{Kind: Pay, Address: wk.Address, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
 		if s.isTrusted(wk.rep) {
-			s.offerCanary(sh, false)
+			s.offerCanary(sh)
 		}
 		return
 	}
@@ -232,6 +252,7 @@ func (s *Scheduler) settle(sh *shard) {
 	}
 	clear(sh.results[k:])
 	sh.results = sh.results[:k]
+	sh.contested = sh.contested || len(authors) > 0
 	for i, a := range authors {
 		s.caught(a, "wrong where the coordinator recomputed a disputed element: "+wrong[i])
 	}
@@ -298,18 +319,20 @@ func (s *Scheduler) refill(sh *shard) {
 }
 
 // decide ends sh with its results, which all agree: a pending shard is
-// accepted, a re-verified one confirmed or corrected. confirmed says that
-// the coordinator recomputed every element they were disputed on.
-func (s *Scheduler) decide(sh *shard, method string, confirmed bool) {
+// accepted, a re-verified one confirmed or corrected. settled says that
+// the coordinator recomputed every element they were disputed on — which
+// says nothing of the elements where they all agreed, so it makes the
+// result a candidate for a canary (see offerCanary), never a confirmed one.
+func (s *Scheduler) decide(sh *shard, method string, settled bool) {
 	if sh.reverify {
-		s.reverified(sh, method, confirmed)
+		s.reverified(sh, method, settled)
 		return
 	}
-	s.accept(sh, method, confirmed)
+	s.accept(sh, method, settled)
 }
 
 // accept accepts the results of a pending shard, which all agree.
-func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
+func (s *Scheduler) accept(sh *shard, method string, settled bool) {
 	jb := sh.job
 	replicas := len(sh.results)
 	rep := sh.results[0].outputs
@@ -321,20 +344,26 @@ func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
 	sh.accepted, sh.author, sh.vouchers = rep, vouchers[0], vouchers
 	s.stats.Accepted++
 	trusted := s.anyTrusted(vouchers)
-	if s.cfg.Audit && !trusted {
+	if sh.doubtful || sh.contested || (s.cfg.Audit && !trusted) {
+		// A doubtful shard is audited whoever vouched for it: identities
+		// that agree on what the self-check could not check in full
+		// have confirmed nothing. Nor has a result whose co-replica a
+		// settlement just caught: they may have agreed where it did not
+		// look.
 		s.needAudit(sh)
 	}
+	sh.contested = false
 	if len(vouchers) == 1 {
 		s.stats.SingleAccepted++
 	}
 	s.emit(Action{Kind: Accept, Job: jb.id, Shard: sh.index, Outputs: rep, Vouchers: vouchers, Replicas: replicas, Method: method})
-	s.payAll(sh, vouchers)
+	s.payAll(sh, sh.results)
 	for _, a := range vouchers {
 		r := s.rep(a)
 		r.vouched = append(r.vouched, sh)
 	}
-	if confirmed || (len(vouchers) >= 2 && trusted) {
-		s.offerCanary(sh, confirmed)
+	if settled || (len(vouchers) >= 2 && trusted) {
+		s.offerCanary(sh)
 	}
 	s.cancelLeases(sh, "shard already verified", false)
 	sh.dropResults()
@@ -351,7 +380,7 @@ func (s *Scheduler) accept(sh *shard, method string, confirmed bool) {
 // new replicas vouch for it too (so that catching one of them later
 // re-verifies it again); otherwise it was found wrong and the new result
 // replaces it (Correct). Only new replicas are paid.
-func (s *Scheduler) reverified(sh *shard, method string, confirmed bool) {
+func (s *Scheduler) reverified(sh *shard, method string, settled bool) {
 	jb := sh.job
 	replicas := len(sh.results)
 	var fresh []Address
@@ -373,28 +402,30 @@ func (s *Scheduler) reverified(sh *shard, method string, confirmed bool) {
 		sh.accepted, sh.author, sh.vouchers = sh.results[0].outputs, fresh[0], nil
 		s.addVouchers(sh, fresh)
 		s.emit(Action{Kind: Correct, Job: jb.id, Shard: sh.index, Outputs: sh.accepted, Vouchers: fresh, Replicas: replicas, Method: "re-verified: " + method})
-		if s.cfg.Audit && !s.anyTrusted(fresh) && !confirmed {
-			sh.audited = false
-			s.needAudit(sh)
-		}
+		// The accepted result was found wrong, so its replacement is the
+		// survivor of a caught co-replica: it is audited (see accept).
+		sh.audited = false
+		s.needAudit(sh)
 	}
-	s.payAll(sh, fresh)
-	if confirmed {
-		s.offerCanary(sh, true)
+	sh.contested = false
+	s.payAll(sh, sh.results) // the new replicas only
+	if settled {
+		s.offerCanary(sh)
 	}
 	s.cancelLeases(sh, "shard already verified", true) // and audited
 	sh.dropResults()
 }
 
 // offerCanary makes sh's accepted result a canary source if the
-// coordinator confirmed it: by a complete settlement (settled), or else
-// by Checker.Confirm now. Trust alone never qualifies a result: a wrong
-// known answer would have honest workers' answers refused.
-func (s *Scheduler) offerCanary(sh *shard, settled bool) {
-	if s.cfg.CanaryPool <= 0 {
-		return
+// coordinator confirms it now (Checker.Confirm's exact recompute of
+// sampled rows). Neither trust nor a settlement qualifies a result: a
+// wrong known answer would have honest workers' answers refused, and a
+// settlement recomputed only where results differed.
+func (s *Scheduler) offerCanary(sh *shard) {
+	if s.cfg.CanaryPool <= 0 || sh.doubtful {
+		return // a doubtful shard was not checked in full: no known answer
 	}
-	if !settled && !s.check.Confirm(&sh.task, sh.accepted, s.rng) {
+	if !s.check.Confirm(&sh.task, sh.accepted, s.rng) {
 		return
 	}
 	s.addCanarySource(&canarySource{task: &sh.task, outputs: sh.accepted, vouched: slices.Clone(sh.vouchers), author: sh.author})

@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -255,7 +257,9 @@ func TestTrustLowersReplicationOnly(t *testing.T) {
 // TestDoubtfulResultIsReplicated: a result the self-check passed only in
 // part (Doubtful: verify's recompute budget left rows to the worst-case
 // bound) is never accepted on one worker's word, trusted or not: a second
-// identity's replica is asked, and a lie there is settled by recompute.
+// identity's replica is asked, and a lie there (beyond the replica
+// tolerance) is settled by recompute: its author is caught and the
+// shard ends right.
 func TestDoubtfulResultIsReplicated(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
 	h.join(1, 1, 1)
@@ -263,22 +267,245 @@ func TestDoubtfulResultIsReplicated(t *testing.T) {
 	trustUp(h, 12)
 	single := h.s.Stats().SingleAccepted
 	h.submit("d", 0, doubtfulFrom+5)
-	h.respond(1, 0.4) // off, but within agreeDelta: only a recompute tells
+	h.respond(1, 3*agreeDelta) // under the self-check's bar, over the tolerance
 	if got := h.s.Stats().SingleAccepted - single; got != 0 {
 		t.Fatalf("a doubtful result was accepted on one trusted worker's word")
 	}
 	h.respond(2, 0)
-	if find(h.log, Ban) != nil {
-		t.Fatalf("a worker was banned: %v", h.log)
+	if !h.s.Caught(addr(1)) || h.s.Caught(addr(2)) {
+		t.Fatalf("caught: liar %v, honest %v; want the liar only", h.s.Caught(addr(1)), h.s.Caught(addr(2)))
 	}
-	acc := find(h.log, Accept)
-	for i := len(h.log) - 1; i >= 0; i-- {
-		if h.log[i].Kind == Accept && h.log[i].Job == "d" {
-			acc = &h.log[i]
-			break
+	if v, ok := finalValues(h.log, "d")[0]; !ok || v != doubtfulFrom+5 {
+		t.Fatalf("the doubtful shard ends %v (accepted: %v), want %v", v, ok, float32(doubtfulFrom+5))
+	}
+}
+
+// trustAll runs n shards, each replicated on every one of ws (workers
+// and addresses alike), so that all of them build a run of n valid
+// results.
+func trustAll(h *harness, n int, ws ...WorkerID) {
+	for i := range n {
+		h.submit(JobID(fmt.Sprintf("warm%d", i)), len(ws), float32(i))
+		for _, w := range ws {
+			h.respond(w, 0)
 		}
 	}
-	if acc == nil || acc.Job != "d" || acc.Replicas < 2 {
-		t.Fatalf("the doubtful shard was not accepted on two replicas: %+v", acc)
+}
+
+// doubtfulValue is the value of a shard whose results the fake
+// self-check passes only in part (Doubtful).
+const doubtfulValue = doubtfulFrom + 5
+
+// TestDoubtfulResultTwoAgreeOnIsAudited: two trusted identities of a
+// ring agree on a wrong answer to a shard whose results the self-check
+// could pass only in part (Doubtful). Agreement is no confirmation: the
+// shard is audited by an identity that did not vouch for it, trusted
+// vouchers or not, and the dispute that follows is settled by recompute.
+func TestDoubtfulResultTwoAgreeOnIsAudited(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	h.submit("d", 0, doubtfulValue)
+	h.respond(1, 3)
+	h.respond(2, 3)
+	if v, ok := finalValues(h.log, "d")[0]; !ok || v != doubtfulValue+3 {
+		t.Fatalf("the ring's agreed answer was not accepted: %v", finalValues(h.log, "d"))
+	}
+	h.join(3, 3, 1) // honest, untrusted: takes the audit once it has waited
+	h.advance(DefaultConfig().AuditWait + time.Second)
+	h.respond(3, 0)
+	if v := finalValues(h.log, "d")[0]; v != doubtfulValue {
+		t.Fatalf("the doubtful shard two trusted identities agreed on was never audited: it ends %v, want %v", v, float32(doubtfulValue))
+	}
+	if !h.s.Caught(addr(1)) || h.s.Caught(addr(3)) {
+		t.Fatalf("caught: author %v, auditor %v; want the author only", h.s.Caught(addr(1)), h.s.Caught(addr(3)))
+	}
+}
+
+// TestDoubtfulResultsEarnNoTrust: results the self-check passed only in
+// part neither raise their worker's run of valid results nor end it: an
+// identity cannot earn trust on results the coordinator could not check
+// in full.
+func TestDoubtfulResultsEarnNoTrust(t *testing.T) {
+	h := newHarness(t, nil)
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 5)
+	for i := range 15 {
+		h.submit(JobID(fmt.Sprintf("d%d", i)), 2, doubtfulValue+float32(i))
+		h.respond(1, 0)
+		h.respond(2, 0)
+	}
+	if n := len(finalValues(h.log, "d14")); n != 1 {
+		t.Fatal("the doubtful shards were not accepted")
+	}
+	for _, a := range []byte{1, 2} {
+		if ok, run := h.s.Trusted(addr(a)); ok || run != 5 {
+			t.Fatalf("address %d: trusted %v with a run of %d after 5 valid and 15 doubtful results; want untrusted, run 5", a, ok, run)
+		}
+	}
+}
+
+// TestDoubtfulResultIsNeverACanary: a doubtful shard that two trusted
+// workers agree on, and a trusted auditor confirms, still never becomes a
+// canary's known answer: the coordinator did not check it in full.
+func TestDoubtfulResultIsNeverACanary(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 0 })
+	for w := WorkerID(1); w <= 3; w++ {
+		h.join(w, byte(w), 1)
+	}
+	trustAll(h, 12, 1, 2, 3)
+	h.submit("d", 0, doubtfulValue)
+	for range 3 {
+		for w := WorkerID(1); w <= 3; w++ {
+			h.respond(w, 0)
+		}
+	}
+	if _, ok := finalValues(h.log, "d")[0]; !ok {
+		t.Fatal("the doubtful shard was not accepted")
+	}
+	for _, c := range h.s.canaries {
+		if c.task.Inputs[0].Data[0] >= doubtfulFrom {
+			t.Fatalf("a doubtful result became a canary source (value %v)", c.outputs[0].Data[0])
+		}
+	}
+}
+
+// pairFrom is where the values of tasks begin whose correct result is two
+// elements, both the value (see pairChecker).
+const pairFrom = 1 << 18
+
+// pairChecker is valueChecker, except that a task of value pairFrom or
+// more wants two elements, and that Settle then recomputes, as verify
+// does, only the elements where the results differ: a result right there
+// may still be wrong where they all agree. Confirm recomputes both.
+type pairChecker struct{ valueChecker }
+
+func isPair(t *Task) bool { return t.Inputs[0].Data[0] >= pairFrom }
+
+// off reports whether element j of out is off t's value by more than d.
+func off(t *Task, out []*tensor.Tensor, j int, d float64) bool {
+	return math.Abs(float64(out[0].Data[j]-t.Inputs[0].Data[0])) > d
+}
+
+func (c pairChecker) Check(t *Task, out []*tensor.Tensor, rng *rand.Rand) (Verdict, string) {
+	if !isPair(t) {
+		return c.valueChecker.Check(t, out, rng)
+	}
+	if len(out) != 1 || out[0].Len() != 2 {
+		return Invalid, "wrong shape"
+	}
+	if off(t, out, 0, grossDelta) || off(t, out, 1, grossDelta) {
+		return Invalid, "freivalds mismatch"
+	}
+	return Valid, ""
+}
+
+func (c pairChecker) Agree(t *Task, a, b []*tensor.Tensor) bool {
+	if a[0].Len() != b[0].Len() {
+		return false
+	}
+	for j := range a[0].Data {
+		if math.Abs(float64(a[0].Data[j]-b[0].Data[j])) > agreeDelta {
+			return false
+		}
+	}
+	return true
+}
+
+func (c pairChecker) Settle(t *Task, outs [][]*tensor.Tensor, rng *rand.Rand) Settlement {
+	if !isPair(t) {
+		return c.valueChecker.Settle(t, outs, rng)
+	}
+	st := Settlement{Right: make([]bool, len(outs)), Reasons: make([]string, len(outs)), Complete: true}
+	var disputed []int
+	for j := range 2 {
+		for _, o := range outs[1:] {
+			if math.Abs(float64(o[0].Data[j]-outs[0][0].Data[j])) > agreeDelta {
+				disputed = append(disputed, j)
+				break
+			}
+		}
+	}
+	st.Checked = len(disputed)
+	for i, o := range outs {
+		st.Right[i] = true
+		for _, j := range disputed {
+			if off(t, o, j, exactDelta) {
+				st.Right[i], st.Reasons[i] = false, fmt.Sprintf("element %d off the exact value", j)
+			}
+		}
+	}
+	return st
+}
+
+func (c pairChecker) Confirm(t *Task, out []*tensor.Tensor, rng *rand.Rand) bool {
+	if !isPair(t) {
+		return c.valueChecker.Confirm(t, out, rng)
+	}
+	return !off(t, out, 0, exactDelta) && !off(t, out, 1, exactDelta)
+}
+
+// answerPair sends the two elements a, b for lease l of worker w.
+func (h *harness) answerPair(w WorkerID, l LeaseID, a, b float32) []Action {
+	delete(h.open[w], l)
+	return h.record(h.s.Result(h.now, w, l, []*tensor.Tensor{{Shape: []int{2}, Data: []float32{a, b}}}))
+}
+
+// TestSurvivorOfACaughtReplicaIsConfirmedAndAudited: two trusted
+// identities of a ring answer a shard, the first wrong on one element,
+// the second the same plus a second wrong element. The dispute is on the
+// second element only, and recomputing it completely catches the second
+// identity; the first result is right there, but that confirms nothing
+// about the element they agreed on: it must pass Confirm before it is a
+// canary's known answer, and it is audited though its author is trusted.
+func TestSurvivorOfACaughtReplicaIsConfirmedAndAudited(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinReplication = 1 })
+	h.s.check = pairChecker{}
+	h.join(1, 1, 1)
+	h.join(2, 2, 1)
+	trustUp(h, 12)
+	const v = pairFrom + 7
+	h.submit("p", 0, v)
+	lies := map[WorkerID][2]float32{1: {v + 3, v}, 2: {v + 3, v + 3}}
+	for _, w := range []WorkerID{1, 2} {
+		for _, l := range sortedLeases(h, w) {
+			h.answerPair(w, l, lies[w][0], lies[w][1])
+		}
+	}
+	if !h.s.Caught(addr(2)) || h.s.Caught(addr(1)) {
+		t.Fatalf("caught: first %v, second %v; want the second only", h.s.Caught(addr(1)), h.s.Caught(addr(2)))
+	}
+	if _, ok := finalValues(h.log, "p")[0]; !ok {
+		t.Fatal("the first result was not accepted after the settlement")
+	}
+	for _, c := range h.s.canaries {
+		if isPair(c.task) {
+			t.Fatalf("the survivor's result, wrong on element 0, became a canary source: %v", c.outputs[0].Data)
+		}
+	}
+	h.join(3, 3, 1) // honest, untrusted: takes the audits once they have waited
+	h.advance(DefaultConfig().AuditWait + time.Second)
+	for range 20 { // the warm-up's audits come first
+		for _, l := range sortedLeases(h, 3) {
+			if task := h.open[3][l]; isPair(task) {
+				h.answerPair(3, l, v, v)
+			} else {
+				h.answer(3, l, task.Inputs[0].Data[0])
+			}
+		}
+	}
+	var got []float32
+	for _, a := range h.log {
+		if (a.Kind == Accept || a.Kind == Correct) && a.Job == "p" {
+			got = a.Outputs[0].Data
+		}
+	}
+	if len(got) != 2 || got[0] != v || got[1] != v {
+		t.Fatalf("the shard ends %v, want [%v %v]: the survivor of a caught replica was never audited", got, float32(v), float32(v))
+	}
+	if !h.s.Caught(addr(1)) {
+		t.Fatal("the first ring member was never caught")
 	}
 }

@@ -19,15 +19,24 @@
 // errors re-issue the replica. An error or an expiry counts against the
 // worker that reports it, not against the shard: each halves its window,
 // and after Config.MaxStrikes in a row (without a valid result) it gets no
-// more work. A shard fails its job only on evidence that it cannot be
-// done: the Checker says so (Checker.Doable: inputs that do not fit the
+// more work; an error also ends the worker's run of valid results, and
+// with it its trust. A shard fails its job only on evidence that it cannot
+// be done: the Checker says so (Checker.Doable: inputs that do not fit the
 // kernel, an empty dimension, a task no message can carry), or
-// Config.ErrorQuorum distinct addresses, one of them trusted, report the
-// same error; the reason names the shard and the error. Workers that leave
-// never fail a shard (volunteers come and go).
+// Config.ErrorQuorum distinct addresses, at least two of them trusted when
+// they reported it, report the same error; the reason names the shard and
+// the error (trimmed to a short printable line). An attacker must so spend
+// two identities that each earned trust, and each loses it, to fail one
+// job. An expiry is never such evidence (holding a lease in silence costs
+// nothing), and workers that leave never fail a shard (volunteers come
+// and go).
 //
 // Every result is first self-checked (shape, finiteness, Freivalds' check,
 // spot checks), whoever sent it: a result that fails is proof of cheating.
+// A result that passes only in part (Doubtful: rows left to the worst-case
+// bound) is never accepted on one worker's word; its shard is audited by an
+// identity that did not vouch for it whoever did, never becomes a canary,
+// and earns its workers no trust.
 // Results that pass are compared with the shard's other replicas element by
 // element. A vote never decides what is true: when they disagree the
 // Checker settles the dispute (Checker.Settle) by recomputing exactly a
@@ -51,10 +60,12 @@
 // with rows permuted, indistinguishable from new work — whose answers are
 // known. Trust lowers replication and nothing else: a trusted worker's
 // results are self-checked and settled like anyone's, results accepted
-// without a trusted voucher are audited by one more replica, and a result
+// without a trusted voucher are audited by one more replica (and so,
+// trusted or not, is a result left by a settlement that caught its
+// co-replica: a settlement looks only where results differ), and a result
 // becomes a canary's known answer only once the coordinator confirmed it
-// itself (a complete settlement, or Checker.Confirm's exact recompute of
-// sampled rows), never on trust. A canary answer that differs from the
+// itself (Checker.Confirm's exact recompute of sampled rows), never on
+// trust nor on a settlement alone. A canary answer that differs from the
 // known one is settled by recompute too: a wrong known answer catches its
 // author, not the honest worker. A job may force a replication factor
 // instead.

@@ -327,10 +327,11 @@ func TestForgottenJobIsNotReverified(t *testing.T) {
 }
 
 // TestFailedTrustedWorkerRetakesAReplicaOnlyItMayTake: a re-verification
-// replica waits for a trusted worker; when the only trusted one errs on it
-// and the others are untrusted, it gets the replica straight back (it was
-// kept from it because an untrusted worker "could take it", who was kept
-// from it in turn: nobody took it until the trusted wait ran out).
+// replica waits for a trusted worker; when the only trusted one lets it
+// expire (an error would cost it its trust, an expiry does not) and the
+// others are untrusted, it gets the replica straight back (it was kept
+// from it because an untrusted worker "could take it", who was kept from
+// it in turn: nobody took it until the trusted wait ran out).
 func TestFailedTrustedWorkerRetakesAReplicaOnlyItMayTake(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Audit = false })
 	h.join(5, 5, 1)
@@ -361,7 +362,7 @@ func TestFailedTrustedWorkerRetakesAReplicaOnlyItMayTake(t *testing.T) {
 		t.Fatalf("the trusted worker holds no re-verification replica: %v", h.open)
 	}
 	delete(h.open[1], lease)
-	acts := h.record(h.s.WorkerError(h.now, 1, lease, "out of memory"))
+	acts := h.advance(DefaultConfig().LeaseTimeout + time.Second)
 	for _, a := range acts {
 		if a.Kind == Assign && a.Worker == 1 && a.Task.Inputs[0].Data[0] == 42 {
 			return

@@ -91,12 +91,12 @@ type shard struct {
 	attempts   int // stalemates (see Config.MaxAttempts)
 	departures int // workers that left holding a replica
 	lastError  string
-	errs       []replicaError // errors and expiries reported (see failReplica)
+	errs       []replicaError // errors reported (see failReplica)
 	results    []result
-	leases     []*lease  // outstanding leases, audits included
-	tried      []Address // addresses holding a lease or a result: never twice
-	failed     []Address // addresses whose replica erred or expired (see eligible)
-	// Inline backing for the three slices above: most shards see one or
+	leases     []*lease             // outstanding leases, audits included
+	tried      []Address            // addresses holding a lease or a result: never twice
+	failed     map[Address]struct{} // addresses whose replica erred or expired, at most maxShardFailed (see eligible)
+	// Inline backing for results, leases and tried: most shards see one or
 	// two replicas, and this saves three allocations per shard.
 	resultBuf [2]result
 	leaseBuf  [2]*lease
@@ -107,8 +107,11 @@ type shard struct {
 	vouchers []Address
 	reverify bool // verifying again after a voucher was caught
 	audited  bool // an audit replica agreed with the accepted result
-	doubtful bool // a result was Doubtful: never accepted on one worker's word
-	heavy    bool
+	doubtful bool // a result was Doubtful: never accepted on one worker's word, always audited, never a canary
+	// contested: a settlement caught one of its results; those left are
+	// audited once decided (see accept)
+	contested bool
+	heavy     bool
 }
 
 // dropResults forgets sh's gathered results, clearing the inline buffer
@@ -125,6 +128,9 @@ type result struct {
 	// accepted marks the accepted result of a shard being re-verified
 	// (addr is then its author).
 	accepted bool
+	// doubtful marks a result its self-check passed only in part
+	// (Doubtful): it earns its author no trust.
+	doubtful bool
 }
 
 type lease struct {
@@ -296,7 +302,7 @@ func (s *Scheduler) removeWorker(wk *worker, why string) {
 	for _, l := range slices.Clone(wk.leases) { // dropLease edits wk.leases
 		s.dropLease(l)
 		if l.shard != nil {
-			s.failReplica(l, why, true)
+			s.failReplica(l, why, departed)
 		}
 	}
 }
@@ -313,7 +319,7 @@ func (s *Scheduler) WorkerError(now time.Time, id WorkerID, lid LeaseID, msg str
 	}
 	s.dropLease(l)
 	if l.shard != nil {
-		s.failReplica(l, "worker error: "+msg, false)
+		s.failReplica(l, "worker error: "+workerMessage(msg), errored)
 	}
 	s.fillAll(now)
 	return s.out
@@ -336,7 +342,7 @@ func (s *Scheduler) Tick(now time.Time) []Action {
 		s.emit(Action{Kind: Cancel, Worker: l.worker.ID, Lease: l.id, Reason: "lease expired"})
 		s.dropLease(l)
 		if l.shard != nil {
-			s.failReplica(l, "lease expired", false)
+			s.failReplica(l, "lease expired", expired)
 		}
 	}
 	if n > 0 {
@@ -474,14 +480,27 @@ func (s *Scheduler) result(id WorkerID, lid LeaseID, outputs []*tensor.Tensor) {
 	}
 }
 
-func (s *Scheduler) payAll(sh *shard, vouchers []Address) {
-	for _, a := range vouchers {
-		r := s.rep(a)
-		if r.caught {
+// payAll pays the authors of rs, results of sh, and credits their
+// reputations (see credit); the accepted result of a re-verification was
+// paid when it was accepted, and a caught author is paid nothing.
+func (s *Scheduler) payAll(sh *shard, rs []result) {
+	for _, res := range rs {
+		r := s.rep(res.addr)
+		if res.accepted || r.caught {
 			continue
 		}
+		s.credit(r, res.doubtful)
+		s.emit(Action{Kind: Pay, Address: res.addr, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
+	}
+}
+
+// credit counts a result of r that was judged right: a valid one raises
+// its run of valid results and clears its strikes (see valid); a doubtful
+// one, which the self-check passed only in part, is paid but changes
+// neither: trust is never earned on what the coordinator could not check.
+func (s *Scheduler) credit(r *reputation, doubtful bool) {
+	if !doubtful {
 		s.valid(r)
-		s.emit(Action{Kind: Pay, Address: a, Job: sh.job.id, Shard: sh.index, FLOPs: sh.task.FLOPs})
 	}
 }
 

@@ -149,11 +149,11 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		{
-			name: "errors count against their workers; three addresses, one trusted, with the same error fail the shard",
+			name: "errors count against their workers; three addresses, two of them trusted, with the same error fail the shard",
 			script: func(h *harness) {
 				h.join(1, 1, 1)
 				h.join(2, 2, 1)
-				trustUp(h, 10) // address 1 is trusted
+				trustUp(h, 10) // addresses 1 and 2 are trusted
 				h.leave(1)
 				h.leave(2)
 				h.join(3, 3, 1)
@@ -177,12 +177,22 @@ func TestScripts(t *testing.T) {
 				if h.s.Stats().Errors < 3 || h.s.reps[addr(3)].strikes == 0 {
 					h.t.Fatalf("errors not counted against their workers: %+v", h.s.Stats())
 				}
-				h.join(6, 1, 1) // the trusted address comes back
+				h.join(6, 1, 1) // a trusted address comes back
 				for range 4 {
 					errAll(6, 3, 4, 5)
 				}
+				if a := find(h.log, JobFailed); a != nil {
+					h.t.Fatalf("one trusted address and untrusted ones failed the job: %v", a)
+				}
+				if ok, _ := h.s.Trusted(addr(1)); ok {
+					h.t.Fatal("the trusted address that reported an error is still trusted")
+				}
+				h.join(7, 2, 1) // and the other
+				for range 4 {
+					errAll(7, 6, 3, 4, 5)
+				}
 				a := find(h.log, JobFailed)
-				if a == nil || !strings.Contains(a.Reason, "one of them trusted, with the same error: worker error: out of memory") {
+				if a == nil || !strings.Contains(a.Reason, "2 of them trusted, with the same error: worker error: out of memory") {
 					h.t.Fatalf("job failure: %v", h.log)
 				}
 			},

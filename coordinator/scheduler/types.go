@@ -91,7 +91,10 @@ const (
 	// Doubtful: the result passed every self-check it was given, but part
 	// of it was checked on the worst-case bound alone (verify's recompute
 	// budget ran out): it is judged as Valid, except that it is never
-	// accepted on its worker's word alone, trusted or not.
+	// accepted on its worker's word alone, trusted or not, its shard is
+	// always audited by an identity that did not vouch for it and never
+	// becomes a canary's known answer, and it earns its worker no trust
+	// (its run of valid results neither rises nor ends).
 	Doubtful
 )
 
@@ -182,10 +185,11 @@ type Config struct {
 	// MaxReplicas caps the results gathered for one shard before the
 	// shard starts again (see MaxAttempts).
 	MaxReplicas int
-	// ErrorQuorum is how many distinct addresses, one of them trusted,
-	// must report the same error (or expire) on a shard before it fails
-	// its job: errors count against the workers that report them, and a
-	// shard fails only on evidence that it cannot be done.
+	// ErrorQuorum is how many distinct addresses, at least two of them
+	// trusted when they reported it, must report the same error on a
+	// shard before it fails its job (at least 3): errors count against
+	// the workers that report them, and a shard fails only on evidence
+	// that it cannot be done. Expiries are never evidence.
 	ErrorQuorum int
 	// MaxStrikes is how many errors and expiries in a row (without a
 	// valid result between them) an address may have before it gets no
@@ -215,7 +219,8 @@ type Config struct {
 	AuditWait time.Duration
 	// Audit re-checks, with one more replica (preferably from a trusted
 	// worker), every result accepted without a trusted voucher: two new
-	// identities that agree may be colluding.
+	// identities that agree may be colluding. (A doubtful shard is
+	// audited whatever Audit says.)
 	Audit bool
 	// ScanLimit bounds how far down the queue a worker looks for a shard it
 	// may take.

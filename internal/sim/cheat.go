@@ -54,7 +54,14 @@ type Cheater struct {
 	UnderFloor float64
 	// After is how many shards it answers honestly before it starts to
 	// cheat: a patient cheater earns trust first.
-	After    int
+	After int
+	// Decoys, when above 0, makes a Collude cheater lie on matmul shards
+	// only and move that many other rows of each tile it lies on, every
+	// element by 0.9 of its worst-case bound, all one sign: rows over the
+	// probabilistic bound that spend the verifier's recompute budget, so
+	// that the wrong ones may be left to the worst-case bound (a Doubtful
+	// result).
+	Decoys   int
 	answered int
 	rng      *rand.Rand
 }
@@ -94,20 +101,43 @@ func (c *Cheater) Tamper(kernel string, inputs, outputs []*tensor.Tensor) bool {
 			out.Data[i] = v + 0.01*float32(math.Abs(float64(v))) + 1e-4
 		}
 	case Collude:
+		if c.Decoys > 0 && kernel != "matmul" {
+			return false // decoys hide a lie from Freivalds' check of a product only
+		}
 		h := inputHash(inputs)
 		if float64(h%1000)/1000 >= c.Rate {
 			return false
 		}
 		// The elements too come from the inputs, so that every member
 		// given the shard returns the same wrong answer.
-		c.perturb(kernel, inputs, outputs, last, rand.New(rand.NewPCG(h, h>>17)))
+		moved := c.perturb(kernel, inputs, outputs, last, rand.New(rand.NewPCG(h, h>>17)))
+		c.decoy(kernel, inputs, outputs, last, moved)
 	}
 	return true
 }
 
+// decoy moves c.Decoys rows of output out that perturb left alone (moved
+// holds the rows it changed), every element by 0.9 of its worst-case
+// bound.
+func (c *Cheater) decoy(kernel string, inputs, outputs []*tensor.Tensor, out int, moved map[int]bool) {
+	o := outputs[out]
+	rows, cols := o.Rows(), o.Cols()
+	for i, d := 0, 0; i < rows && d < c.Decoys; i++ {
+		if moved[i] {
+			continue
+		}
+		d++
+		for j := range cols {
+			if eb, err := verify.ElementBound(kernel, inputs, outputs, out, i, j); err == nil {
+				o.Data[i*cols+j] += float32(0.9 * eb)
+			}
+		}
+	}
+}
+
 // perturb moves c.Elements distinct elements of output out, drawn from
-// pick, by c.Factor tolerances each.
-func (c *Cheater) perturb(kernel string, inputs, outputs []*tensor.Tensor, out int, pick *rand.Rand) {
+// pick, by c.Factor tolerances each, and returns the rows it moved.
+func (c *Cheater) perturb(kernel string, inputs, outputs []*tensor.Tensor, out int, pick *rand.Rand) map[int]bool {
 	o := outputs[out]
 	rows, cols := o.Rows(), o.Cols()
 	factor := c.Factor
@@ -128,6 +158,7 @@ func (c *Cheater) perturb(kernel string, inputs, outputs []*tensor.Tensor, out i
 		moved[i*cols+j], movedRows[i] = true, true
 		o.Data[i*cols+j] += float32(c.shift(kernel, inputs, outputs, out, i, j, factor))
 	}
+	return movedRows
 }
 
 // shift is how far c moves element (i, j) of output out: factor
@@ -196,6 +227,8 @@ type Ring struct {
 	// that fraction of its row's Freivalds floor (Cheater.UnderFloor).
 	UnderFloor float64
 	After      int
+	// Decoys: see Cheater.Decoys.
+	Decoys int
 }
 
 // RingFleet returns a fleet of honest workers and the members of ring,
@@ -207,7 +240,7 @@ func RingFleet(honest int, ring Ring, seed uint64) []*Cheater {
 	}
 	for i := range ring.Members {
 		c := NewCheater(Collude, ring.Rate, seed+uint64(honest+i)*7919)
-		c.Elements, c.Factor, c.UnderFloor, c.After = ring.Elements, ring.Factor, ring.UnderFloor, ring.After
+		c.Elements, c.Factor, c.UnderFloor, c.After, c.Decoys = ring.Elements, ring.Factor, ring.UnderFloor, ring.After, ring.Decoys
 		fleet = append(fleet, c)
 	}
 	r := rand.New(rand.NewPCG(seed, 2))

@@ -73,3 +73,36 @@ func TestRingsLeaveNothingWrong(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoyRingsLeaveNothingWrong: the rings of ringAttacks, and a patient
+// ring that lies on a tenth of the shards only, each member also moving
+// 64 decoy rows of every tile it lies on by 0.9 of each element's
+// worst-case bound, so that the verifier's recompute budget is spent on
+// them and the wrong rows are left to the worst-case bound (a Doubtful
+// result, which is replicated and audited and earns no trust): nothing
+// wrong may be left, no honest worker banned, every cheating member caught.
+func TestDecoyRingsLeaveNothingWrong(t *testing.T) {
+	attacks := append(ringAttacks[:len(ringAttacks):len(ringAttacks)], struct {
+		name   string
+		honest int
+		ring   sim.Ring
+	}{"patient, rarely lying", 2, sim.Ring{Members: 4, Rate: 0.1, Elements: 4, Factor: 60, After: 15}})
+	for _, attack := range attacks {
+		attack.ring.Decoys = 64
+		for seed := uint64(1); seed <= 2; seed++ {
+			rep, err := sim.RunFleet(sim.FleetConfig{
+				Fleet: sim.RingFleet(attack.honest, attack.ring, seed), Shards: 200,
+				MatmulK: 64, Rejoins: 0, Burst: 8, Seed: seed,
+				Compute: shaders.Reference, Checker: server.NewChecker(2),
+			})
+			if err != nil {
+				t.Errorf("%s, seed %d: %v (%d honest workers banned, %d caught)", attack.name, seed, err, rep.HonestBanned, rep.Caught)
+				continue
+			}
+			if rep.WrongLeft != 0 || rep.HonestBanned != 0 || rep.Uncaught != 0 || rep.JobsFailed != 0 {
+				t.Errorf("%s, seed %d: %d wrong results left, %d honest workers banned, %d of %d cheating members never caught, %d jobs failed %v",
+					attack.name, seed, rep.WrongLeft, rep.HonestBanned, rep.Uncaught, rep.Cheaters, rep.JobsFailed, rep.FailReasons)
+			}
+		}
+	}
+}
