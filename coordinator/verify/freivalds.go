@@ -24,8 +24,9 @@ const (
 // flush and float64 terms, the bound for every r drawn) and the
 // probabilistic bound (λ·√K'·u·‖(|A_i|·|B|+|bias|)∘r‖₂ from norms, see
 // the package documentation); it fails above the worst-case bound; in
-// between, the row is recomputed exactly (up to a budget, rows most over
-// first) and fails only if an element is beyond its bound. For mlp-infer
+// between, the row is recomputed exactly (every such row, or a secret
+// uniform random sample of them as large as a budget) and fails only if
+// an element is beyond its bound. For mlp-infer
 // it checks Z_1·r ≈ X·(W_1·r) + b_1·r and Z_l·r ≈ relu(Z_{l−1})·(W_l·r) +
 // b_l·r with the worker's own Z_{l−1}. It costs O(mk + kn + mn) per
 // product, O(mk + mn) more than B·r when the Verifier has seen B before,
@@ -179,7 +180,7 @@ func (v *Verifier) checkProduct(l *layer, in productIn, r, br []float64) Verdict
 			Ratio:  d / tw,
 		}
 	}
-	vd := v.recomputeRows(l)
+	vd := v.recomputeRows(l, r)
 	vd.Ratio = max(vd.Ratio, worst)
 	return vd
 }
