@@ -32,8 +32,9 @@
 //     each result beyond its bound there is wrong. Two results within
 //     their bounds differ by less than the tolerance, so on every
 //     disputed element at least one side is wrong, and never an honest
-//     one. Verifier.Confirm recomputes whole sampled rows of one result,
-//     the coordinator's own confirmation.
+//     one. Verifier.Confirm recomputes whole rows of one result, the
+//     coordinator's own confirmation: half of them the rows with the
+//     largest Freivalds residual under a fresh vector, half at random.
 //  5. Canaries (MakeCanary): a verified shard with its rows (and, for
 //     matmul, columns and signs) permuted, so that neither content hashes
 //     nor shapes give it away, judged by Agree against the permuted known

@@ -113,6 +113,21 @@ func drawProduct(l *layer, rng *rand.Rand, r, br []float64) {
 	gemv(l.b, l.n, r, br)
 }
 
+// residuals computes, for l with its vector r and br = B·r, A·(B·r),
+// |A|·s and ‖A_i‖₂² in one pass over A (v.pred, v.predAbs, v.predSq) and
+// C·r in one over C (v.cr), and returns the probabilistic bound's terms
+// for r and bias·r: row i's residual is |cr_i − (pred_i + bias·r)|.
+func (v *Verifier) residuals(l *layer, in productIn, r, br []float64) (probBound, float64) {
+	pred, predAbs, predSq, cr := grow(&v.pred, l.m), grow(&v.predAbs, l.m), grow(&v.predSq, l.m), grow(&v.cr, l.m)
+	if l.relu {
+		gemvRelu(l.a, l.k, br, in.s, pred, predAbs, predSq)
+	} else {
+		gemvAbs(l.a, l.k, br, in.s, pred, predAbs, predSq)
+	}
+	gemv(l.c, l.n, r, cr)
+	return newProbBound(l, r, in.w), dot(l.bias, r)
+}
+
 // flaggedRow is a row over the probabilistic bound but within the
 // worst-case one: d/T_p is how far over.
 type flaggedRow struct {
@@ -130,16 +145,9 @@ type flaggedRow struct {
 // float64 slack of C·r (which needs |C_i|·1): a row that passes without
 // them passes with them. A row that does not is judged again in full.
 func (v *Verifier) checkProduct(l *layer, in productIn, r, br []float64) Verdict {
-	s, sumS, biasAbs := in.s, in.sumS, in.biasAbs
-	biasR := dot(l.bias, r)
-	pb := newProbBound(l, r, in.w)
-	pred, predAbs, predSq, cr := grow(&v.pred, l.m), grow(&v.predAbs, l.m), grow(&v.predSq, l.m), grow(&v.cr, l.m)
-	if l.relu {
-		gemvRelu(l.a, l.k, br, s, pred, predAbs, predSq)
-	} else {
-		gemvAbs(l.a, l.k, br, s, pred, predAbs, predSq)
-	}
-	gemv(l.c, l.n, r, cr)
+	sumS, biasAbs := in.sumS, in.biasAbs
+	pb, biasR := v.residuals(l, in, r, br)
+	pred, predAbs, predSq, cr := v.pred, v.predAbs, v.predSq, v.cr
 	sumR := float64(l.n) // Σ_j r_j with r ≡ 1
 	worst := 0.0
 	v.flagged = v.flagged[:0]

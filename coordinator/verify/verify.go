@@ -83,6 +83,10 @@ type Verifier struct {
 	r, br, pred, predAbs, predSq, cr []float64
 	flagged                          []flaggedRow
 	rowVal, rowAbs, rowSumB          []float64
+	// Confirm's rows ranked by residual, and a row of f(A) (and its
+	// absolute values) for exactRowCols.
+	ranked      []flaggedRow
+	rowX, rowXA []float64
 	// Agree's row and column terms.
 	ha, hb, dh, colConst []float64
 
