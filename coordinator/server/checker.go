@@ -137,8 +137,9 @@ func (c *checker) Settle(t *scheduler.Task, outputs [][]*tensor.Tensor, rng *ran
 	return scheduler.Settlement{Right: st.Right, Reasons: st.Reasons, Complete: st.Complete, Checked: st.Checked}
 }
 
-// Confirm recomputes verify.ConfirmRows random rows of out exactly
-// (verify.Confirm); one that panics (logged at Error) confirms nothing.
+// Confirm recomputes verify.ConfirmRows rows of out exactly, chosen by
+// their Freivalds residual and at random (verify.Confirm); one that
+// panics (logged at Error) confirms nothing.
 func (c *checker) Confirm(t *scheduler.Task, out []*tensor.Tensor, rng *rand.Rand) bool {
 	ok := false
 	err := c.guard("confirmation", "kernel", t.Kernel, func() {

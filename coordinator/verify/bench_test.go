@@ -1,6 +1,7 @@
 package verify_test
 
 import (
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -263,6 +264,33 @@ func BenchmarkCheckAll(b *testing.B) {
 					}
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/burst, "ns/item")
+			})
+		}
+	}
+}
+
+// BenchmarkConfirm measures Confirm on the bench-verify shards with
+// several numbers of rows, and reports it as a fraction of recomputing
+// the shard with shaders.Reference on one core (metric "of-reference";
+// ConfirmRows is chosen to keep it near 0.03).
+// The Verifier has seen the inputs before (steady state).
+func BenchmarkConfirm(b *testing.B) {
+	for _, s := range []shard{benchMatmul512K256, benchMLP256} {
+		inputs := s.inputs(b, 41, datasets[0])
+		outs := reference(b, s.kernel, inputs)
+		ref := referenceNs(b, s)
+		for _, rows := range []int{1, 2, 4, 8, 16} {
+			b.Run(fmt.Sprintf("%s/rows-%d", s.name, rows), func(b *testing.B) {
+				var v verify.Verifier
+				rng := seeded(42)
+				v.Confirm(s.kernel, inputs, outs, rng, rows)
+				b.ReportAllocs()
+				for b.Loop() {
+					if vd := v.Confirm(s.kernel, inputs, outs, rng, rows); !vd.OK {
+						b.Fatal(vd)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/ref, "of-reference")
 			})
 		}
 	}

@@ -135,20 +135,28 @@ func ElementTolerance(kernel string, inputs, outputs []*tensor.Tensor, out, i, j
 // FreivaldsFloor returns, for row i of output out, the size above which a
 // single perturbed element of that row — or any error pattern in the row
 // whose entries share one sign and whose magnitudes add up to more — is
-// always caught by Freivalds, whatever the random vector, provided the
-// honest rounding of the rest of the row obeys the probabilistic bound
-// (see the package documentation): min(max(4·T_p, 1.5·e), 3·T_w), where
-// T_p and T_w are the row's probabilistic and worst-case thresholds for
-// r ≡ 1, which bound those of every r drawn, and e is the largest element
-// bound of the row by Cauchy–Schwarz. Above 4·T_p the row is over T_p
-// (each r_j is at least 1/2, and honest rounding takes at most T_p), so
-// it is recomputed exactly — one row per product always is, the one most
-// over first — and an element more than 1.5 times its bound off is beyond
-// it whatever its honest rounding; above 3·T_w the row is over the
-// worst-case bound, which honest rounding never is. Smaller patterns, and
-// patterns whose signs vary along the row, may pass, and so may errors
-// in rows beyond the recompute budget when the result puts more rows
-// over T_p (Verdict.Unchecked). It costs O(K·n).
+// caught by Freivalds on a single result, whatever the random vector,
+// provided the honest rounding of the rest of the row obeys the
+// probabilistic bound and the rest of the result stays under it (see the
+// package documentation): min(max(4·T_p, 1.5·e), 3·T_w), where T_p and
+// T_w are the row's probabilistic and worst-case thresholds for r ≡ 1,
+// which bound those of every r drawn, and e is the largest element bound
+// of the row by Cauchy–Schwarz. Above 4·T_p the row is over T_p (each r_j
+// is at least 1/2, and honest rounding takes at most T_p), so it is
+// flagged for an exact recompute; the budget covers at least one row per
+// product, so a row flagged alone is recomputed, and an element more than
+// 1.5 times its bound off is beyond it whatever its honest rounding.
+// Above 3·T_w the row is over the worst-case bound, which honest rounding
+// never is, and fails whatever else the result holds.
+//
+// Between the two, the floor is not a guarantee against a result that
+// puts more rows over T_p than the budget covers (a cheater's within-bound
+// "decoys", or data that breaks the model): a uniform random sample of
+// the flagged rows, the verifier's secret choice, is recomputed, so such
+// an error is caught with probability budget/flagged, and a result it
+// escapes reports the rest (Verdict.Unchecked > 0): it is Doubtful, which
+// the scheduler never accepts on one worker's word. Smaller patterns, and
+// patterns whose signs vary along the row, may pass. It costs O(K·n).
 func FreivaldsFloor(kernel string, inputs, outputs []*tensor.Tensor, out, i int) (float64, error) {
 	l, err := layerAt(kernel, inputs, outputs, out, i, 0)
 	if err != nil {

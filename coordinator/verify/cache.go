@@ -189,6 +189,23 @@ func (c *statsCache) columns(t *tensor.Tensor, rows, cols int) []float32 {
 	if e.spotReads++; e.spotReads <= transposeAfter {
 		return nil
 	}
+	return e.transpose(t)
+}
+
+// transposed returns t (rows×cols) transposed, as columns does, but
+// transposes it at once: for whole rows recomputed (Confirm, Settle's
+// forward passes), each of which reads all of t anyway.
+func (c *statsCache) transposed(t *tensor.Tensor, rows, cols int) []float32 {
+	e := c.lookup(t, rows, cols)
+	if e.have&haveColumns != 0 {
+		return e.columns
+	}
+	return e.transpose(t)
+}
+
+// transpose fills e.columns from t and returns it.
+func (e *matStats) transpose(t *tensor.Tensor) []float32 {
+	rows, cols := e.rows, e.cols
 	if cap(e.columns) < rows*cols {
 		e.columns = make([]float32, rows*cols)
 	}

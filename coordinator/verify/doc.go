@@ -32,8 +32,9 @@
 //     each result beyond its bound there is wrong. Two results within
 //     their bounds differ by less than the tolerance, so on every
 //     disputed element at least one side is wrong, and never an honest
-//     one. Verifier.Confirm recomputes whole sampled rows of one result,
-//     the coordinator's own confirmation.
+//     one. Verifier.Confirm recomputes whole rows of one result, the
+//     coordinator's own confirmation: half of them the rows with the
+//     largest Freivalds residual under a fresh vector, half at random.
 //  5. Canaries (MakeCanary): a verified shard with its rows (and, for
 //     matmul, columns and signs) permuted, so that neither content hashes
 //     nor shapes give it away, judged by Agree against the permuted known
@@ -121,10 +122,17 @@
 // T_w is never failed for it: the check recomputes that row exactly in
 // float64 (O(K·n)) and fails the result only at an element beyond its
 // bound (Method MethodRecompute), as a spot check would. The rows over
-// T_p are recomputed most over first, up to a budget of about the check's
-// own cost ((mk + kn + mn)/(K'·n) rows per product, at least one);
-// Verdict.Recomputed counts them and Verdict.Unchecked those the budget
-// left, which passed on T_w alone.
+// T_p are all recomputed when they fit a budget of about the check's own
+// cost ((mk + kn + mn)/(K'·n) rows per product, at least one), and
+// otherwise a uniform random sample of them as large as the budget,
+// drawn with randomness derived from the product's secret vector r (so
+// CheckAll, which draws the same vectors, picks the same rows);
+// Verdict.Recomputed counts them and Verdict.Unchecked those the sample
+// left, which passed on T_w alone. The sample is random rather than the
+// rows most over first because how far over a row goes is the worker's
+// to choose: rows moved by just under their elements' bounds, all of one
+// sign, go far over T_p and pass the recompute, and would spend a budget
+// spent by rank on rows the worker made pass.
 //
 // For mlp-infer it checks Z_1·r ≈ X·(W_1·r) + b_1·r and Z_l·r ≈
 // relu(Z_{l−1})·(W_l·r) + b_l·r with the worker's own Z_{l−1}, so a
@@ -136,14 +144,16 @@
 //   - A single element perturbed by more than 4·T_p (for r ≡ 1, which
 //     bounds every r drawn) puts its row over T_p whatever r is — r_j is
 //     at least 1/2, and the rest of the row's honest rounding takes at
-//     most T_p — so the row is recomputed (one row per product always
-//     is) and the element found, when it is also more than 1.5 times its
-//     bound off; above 3·T_w (the honest rounding takes at most T_w/Safety)
+//     most T_p — so the row is flagged, and recomputed when the rest of
+//     the result stays under T_p (the budget is at least one row), and
+//     the element found, when it is also more than 1.5 times its bound
+//     off; above 3·T_w (the honest rounding takes at most T_w/Safety)
 //     the row fails outright. The floor is the smaller of the two: for a
 //     512×512 tile with K = 256 about 10 times the element's replica
 //     tolerance (about λ·√(N/K) times: 5 and 4.5 for the first two layers
 //     of a 784-512-256-10 MLP), where T_w alone gave about N/2 times. It
-//     holds whenever the honest rounding obeys the model; the tests check
+//     holds on a single result whenever the honest rounding obeys the
+//     model and no more rows than the budget go over T_p; the tests check
 //     it on every backend.
 //   - A pattern of one sign (a bias, a scaling of positive outputs, stale
 //     weights) whose magnitudes add up to more than the floor is caught
@@ -154,9 +164,14 @@
 //     tolerance — but the recompute finds an element only where one is
 //     beyond its bound; an adversary who pairs +δ and −δ in one row
 //     passes with probability about 4·T_p/δ.
-//   - A result that puts more rows over T_p than the budget (a
-//     within-bound error pattern on every such row, or data that breaks
-//     the model) has the rest pass on T_w: Verdict.Unchecked > 0 says so.
+//   - A result that puts more rows over T_p than the budget covers (a
+//     cheater's within-bound "decoy" rows, or data that breaks the model)
+//     has a secret random sample of them recomputed, so an error between
+//     4·T_p and 3·T_w hidden among F flagged rows is caught with
+//     probability budget/F, and the rest pass on T_w alone:
+//     Verdict.Unchecked > 0 says so, and such a result is Doubtful — the
+//     scheduler never accepts it on one worker's word, but asks another
+//     identity's replica, and a disagreement is settled by recompute.
 //
 // So Freivalds catches gross cheating at once and a few wrong elements a
 // tile on a single result; spot checks, replicas and canaries catch

@@ -1,6 +1,9 @@
 package verify_test
 
 import (
+	"fmt"
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/neurolov/neurolov/coordinator/verify"
@@ -129,5 +132,81 @@ func TestHonestOverProbabilisticBound(t *testing.T) {
 	}
 	if over == 0 {
 		t.Fatal("no honest result went over the probabilistic bound: the test tests nothing")
+	}
+}
+
+// TestDecoyRowsCannotChooseTheRecompute is the decoy attack of the review
+// of issue 12: a cheater moves every element of a few "decoy" rows by half
+// its exact bound, all of one sign, so that those rows go far over the
+// probabilistic bound yet pass the exact recompute, and hides a real error
+// — one element over its row's FreivaldsFloor (more than 16 times its
+// replica tolerance), under the worst-case bound — in another row. Which
+// of the flagged rows are recomputed must be the verifier's secret
+// choice, not the cheater's: over many results checked with fresh
+// secrets, the hidden error is caught at least as often as a uniform
+// random choice of the budget's rows among the flagged ones would catch
+// it (budget/flagged, less a margin of four standard deviations), and
+// every result it escapes is reported with rows unchecked.
+func TestDecoyRowsCannotChooseTheRecompute(t *testing.T) {
+	const (
+		decoys = 8
+		trials = 240
+	)
+	s := benchMatmul512K256
+	inputs := s.inputs(t, 51, datasets[0])
+	ref := reference(t, s.kernel, inputs)
+	m, n := ref[0].Rows(), ref[0].Cols()
+	decoyed := cloneAll(ref)
+	for i := range decoys {
+		for j := range n {
+			eb, err := verify.ElementBound(s.kernel, inputs, ref, 0, i, j)
+			if err != nil {
+				t.Fatal(err)
+			}
+			decoyed[0].Data[i*n+j] = float32(float64(decoyed[0].Data[i*n+j]) + 0.5*eb)
+		}
+	}
+	var v verify.Verifier
+	rng := seeded(52)
+	alone := v.Check(s.kernel, inputs, decoyed, rng, 0)
+	if !alone.OK || alone.Recomputed == 0 || alone.Recomputed+alone.Unchecked != decoys {
+		t.Fatalf("decoys alone: %+v, want a pass with every decoy row flagged and some recomputed", alone)
+	}
+	budget := alone.Recomputed
+
+	i, j := m-1, n/2
+	floor, err := verify.FreivaldsFloor(s.kernel, inputs, ref, 0, i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tol, err := verify.ElementTolerance(s.kernel, inputs, ref, 0, i, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lie := 8 * floor
+	if lie < 16*tol {
+		t.Fatalf("the hidden error, %.3g, is not above 16 tolerances (%.3g)", lie, tol)
+	}
+	bad := cloneAll(decoyed)
+	bad[0].Data[i*n+j] = float32(float64(bad[0].Data[i*n+j]) + lie)
+	at := fmt.Sprintf("element (%d, %d)", i, j)
+	caught := 0
+	for trial := range trials {
+		vd := v.Check(s.kernel, inputs, bad, rng, 0)
+		switch {
+		case !vd.OK && vd.Method == verify.MethodRecompute && strings.Contains(vd.Reason, at):
+			caught++
+		case vd.OK && vd.Recomputed == budget && vd.Unchecked == decoys+1-budget:
+		default:
+			t.Fatalf("trial %d: %+v, want the hidden error caught by the recompute, or a pass with %d of %d flagged rows unchecked", trial, vd, decoys+1-budget, decoys+1)
+		}
+	}
+	want := float64(budget) / float64(decoys+1)
+	rate := float64(caught) / trials
+	margin := 4 * math.Sqrt(want*(1-want)/trials)
+	t.Logf("an error %.1f× its tolerance (%.0f× its row's floor) among %d decoy rows: caught in %d of %d results (%.2f; a random choice of %d of %d rows gives %.2f)",
+		lie/tol, lie/floor, decoys, caught, trials, rate, budget, decoys+1, want)
+	if rate < want-margin {
+		t.Errorf("the hidden error was caught in %.2f of the results, below the %.2f a random choice of the recomputed rows gives (margin %.2f): the cheater chooses them", rate, want, margin)
 	}
 }

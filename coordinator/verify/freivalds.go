@@ -24,8 +24,9 @@ const (
 // flush and float64 terms, the bound for every r drawn) and the
 // probabilistic bound (λ·√K'·u·‖(|A_i|·|B|+|bias|)∘r‖₂ from norms, see
 // the package documentation); it fails above the worst-case bound; in
-// between, the row is recomputed exactly (up to a budget, rows most over
-// first) and fails only if an element is beyond its bound. For mlp-infer
+// between, the row is recomputed exactly (every such row, or a secret
+// uniform random sample of them as large as a budget) and fails only if
+// an element is beyond its bound. For mlp-infer
 // it checks Z_1·r ≈ X·(W_1·r) + b_1·r and Z_l·r ≈ relu(Z_{l−1})·(W_l·r) +
 // b_l·r with the worker's own Z_{l−1}. It costs O(mk + kn + mn) per
 // product, O(mk + mn) more than B·r when the Verifier has seen B before,
@@ -112,6 +113,21 @@ func drawProduct(l *layer, rng *rand.Rand, r, br []float64) {
 	gemv(l.b, l.n, r, br)
 }
 
+// residuals computes, for l with its vector r and br = B·r, A·(B·r),
+// |A|·s and ‖A_i‖₂² in one pass over A (v.pred, v.predAbs, v.predSq) and
+// C·r in one over C (v.cr), and returns the probabilistic bound's terms
+// for r and bias·r: row i's residual is |cr_i − (pred_i + bias·r)|.
+func (v *Verifier) residuals(l *layer, in productIn, r, br []float64) (probBound, float64) {
+	pred, predAbs, predSq, cr := grow(&v.pred, l.m), grow(&v.predAbs, l.m), grow(&v.predSq, l.m), grow(&v.cr, l.m)
+	if l.relu {
+		gemvRelu(l.a, l.k, br, in.s, pred, predAbs, predSq)
+	} else {
+		gemvAbs(l.a, l.k, br, in.s, pred, predAbs, predSq)
+	}
+	gemv(l.c, l.n, r, cr)
+	return newProbBound(l, r, in.w), dot(l.bias, r)
+}
+
 // flaggedRow is a row over the probabilistic bound but within the
 // worst-case one: d/T_p is how far over.
 type flaggedRow struct {
@@ -129,16 +145,9 @@ type flaggedRow struct {
 // float64 slack of C·r (which needs |C_i|·1): a row that passes without
 // them passes with them. A row that does not is judged again in full.
 func (v *Verifier) checkProduct(l *layer, in productIn, r, br []float64) Verdict {
-	s, sumS, biasAbs := in.s, in.sumS, in.biasAbs
-	biasR := dot(l.bias, r)
-	pb := newProbBound(l, r, in.w)
-	pred, predAbs, predSq, cr := grow(&v.pred, l.m), grow(&v.predAbs, l.m), grow(&v.predSq, l.m), grow(&v.cr, l.m)
-	if l.relu {
-		gemvRelu(l.a, l.k, br, s, pred, predAbs, predSq)
-	} else {
-		gemvAbs(l.a, l.k, br, s, pred, predAbs, predSq)
-	}
-	gemv(l.c, l.n, r, cr)
+	sumS, biasAbs := in.sumS, in.biasAbs
+	pb, biasR := v.residuals(l, in, r, br)
+	pred, predAbs, predSq, cr := v.pred, v.predAbs, v.predSq, v.cr
 	sumR := float64(l.n) // Σ_j r_j with r ≡ 1
 	worst := 0.0
 	v.flagged = v.flagged[:0]
@@ -179,7 +188,7 @@ func (v *Verifier) checkProduct(l *layer, in productIn, r, br []float64) Verdict
 			Ratio:  d / tw,
 		}
 	}
-	vd := v.recomputeRows(l)
+	vd := v.recomputeRows(l, r)
 	vd.Ratio = max(vd.Ratio, worst)
 	return vd
 }

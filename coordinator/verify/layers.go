@@ -130,6 +130,33 @@ func (l *layer) exactRow(i int, val, abs, sumB []float64) (sumA float64) {
 	return sumA
 }
 
+// exactRowCols recomputes row i in float64 as exactRow does, from cols,
+// B transposed (column j at [j·k, (j+1)·k)): one gemvAbs over it with the
+// row f(a_i) (x and xa, k entries each, are scratch), which runs the
+// assembly kernels, where exactRow walks B in scalar Go. It sets val_j
+// and abs_j as exactRow does, but sumB_j to √K·‖B_·j‖₂·(1+ε), a bound on
+// Σ_k |b_kj| (Cauchy–Schwarz) that is enough for the flush term of an
+// element's bound; it returns Σ_k |f(a_ik)|.
+func (l *layer) exactRowCols(i int, cols []float32, x, xa, val, abs, sumB []float64) (sumA float64) {
+	x, xa, val, abs, sumB = x[:l.k], xa[:l.k], val[:l.n], abs[:l.n], sumB[:l.n]
+	for kk, a := range l.a[i*l.k : (i+1)*l.k] {
+		f := l.input(a)
+		x[kk], xa[kk] = f, math.Abs(f)
+		sumA += xa[kk]
+	}
+	gemvAbs(cols, l.k, x, xa, val, abs, sumB)
+	root := math.Sqrt(float64(l.k)) * (1 + slack64(l.k))
+	for j, sq := range sumB {
+		sumB[j] = root * math.Sqrt(sq)
+	}
+	for j := range l.bias {
+		b := float64(l.bias[j])
+		val[j] += b
+		abs[j] += math.Abs(b)
+	}
+	return sumA
+}
+
 // Freivalds' worst-case bound for one row is Σ_j r_j·elementBound_ij ≤
 // worstTerm(predAbs) + fixedTerms(…), given predAbs = Σ_k|f(a_ik)|·(|B|·r)_k
 // + |bias|·r, aAbs = Σ_k|f(a_ik)|, sumR = Σ_j r_j, sumBar = Σ_k (|B|·r)_k,

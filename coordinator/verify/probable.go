@@ -1,10 +1,10 @@
 package verify
 
 import (
-	"cmp"
 	"fmt"
 	"math"
-	"slices"
+	"math/bits"
+	"math/rand/v2"
 
 	"github.com/neurolov/neurolov/shaders"
 )
@@ -79,18 +79,26 @@ func (l *layer) recomputeBudget() int {
 
 // recomputeRows recomputes exactly the rows of l that checkProduct
 // flagged (v.flagged: over the probabilistic bound, within the
-// worst-case one), most over first, up to l's budget, and fails the
-// result at the first element beyond its bound. The Verdict counts the
-// rows recomputed and those the budget left unchecked.
-func (v *Verifier) recomputeRows(l *layer) Verdict {
+// worst-case one) — all of them when they fit l's budget, else a uniform
+// random sample of as many as the budget — and fails the result at the
+// first element beyond its bound. The Verdict counts the rows recomputed
+// and those the budget left unchecked.
+//
+// The sample is the verifier's secret, not the worker's choice: it is
+// drawn with randomness derived from r, l's secret vector (sampleSeed),
+// so it is as fresh and as unpredictable as r, and CheckAll, which draws
+// the same vectors, recomputes the same rows as Check. No row is
+// recomputed for being the most over: how far over a row goes is the
+// worker's to choose (within-bound errors of one sign on a few "decoy"
+// rows put them far over), so a rank would let it spend the budget on
+// rows it made pass. A row the worker wants hidden among F flagged rows
+// is recomputed with probability budget/F, whatever the others hold.
+func (v *Verifier) recomputeRows(l *layer, r []float64) Verdict {
 	fl := v.flagged
-	slices.SortFunc(fl, func(a, b flaggedRow) int {
-		if c := cmp.Compare(b.ratio, a.ratio); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.i, b.i)
-	})
 	n := min(len(fl), l.recomputeBudget())
+	if n < len(fl) {
+		sampleRows(fl, n, r)
+	}
 	worst := 0.0
 	for _, f := range fl[:n] {
 		ratio, bad := v.recomputeRow(l, f)
@@ -100,6 +108,41 @@ func (v *Verifier) recomputeRows(l *layer) Verdict {
 		worst = max(worst, ratio)
 	}
 	return Verdict{OK: true, Method: MethodFreivalds, Ratio: worst, Recomputed: n, Unchecked: len(fl) - n}
+}
+
+// sampleRows moves a uniform random sample of n of the rows fl to
+// fl[:n] (a partial Fisher–Yates shuffle), drawing from a PCG source
+// seeded by sampleSeed(r). An index below k is the high word of a 64-bit
+// draw times k, biased by at most k/2⁶⁴.
+func sampleRows(fl []flaggedRow, n int, r []float64) {
+	var src rand.PCG
+	src.Seed(sampleSeed(r))
+	for x := range n {
+		hi, _ := bits.Mul64(src.Uint64(), uint64(len(fl)-x))
+		y := x + int(hi)
+		fl[x], fl[y] = fl[y], fl[x]
+	}
+}
+
+// sampleSeed hashes every entry of the secret vector r (some 52 random
+// bits each, from the Verifier's secret source) into a seed of 128 bits,
+// with splitmix64's finaliser: O(n), and only when the flagged rows
+// exceed the budget.
+func sampleSeed(r []float64) (uint64, uint64) {
+	h1, h2 := uint64(0x9e3779b97f4a7c15), uint64(len(r))
+	for _, x := range r {
+		h1 = mix64(h1 ^ math.Float64bits(x))
+		h2 = mix64(h2 + h1)
+	}
+	return h1, h2
+}
+
+// mix64 is splitmix64's finaliser: a bijection of 64-bit words whose
+// every output bit depends on every input bit.
+func mix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
 
 // recomputeRow recomputes row f.i of l exactly, O(K·n), and returns the

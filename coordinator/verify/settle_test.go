@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/neurolov/neurolov/coordinator/verify"
@@ -174,6 +175,59 @@ func TestConfirmCatchesAWrongRow(t *testing.T) {
 				t.Fatalf("%s: wrong rows confirmed: %+v", s.name, vd)
 			}
 		}
+	}
+}
+
+// TestConfirmCatchesFewWrongElements: a canary's known answer must not be
+// a result with a few wrong elements. Four elements of a bench-verify
+// shard (a 512×512 tile with K = 256; the first layer of the mlp-infer
+// batch of 256), in random rows, of random signs, each wrong by 4 times
+// its replica tolerance (8 times its bound): Confirm with ConfirmRows
+// must refuse such a result in at least 95% of trials (one random row
+// refused it in about 4/512 of them), and still confirm the honest one.
+func TestConfirmCatchesFewWrongElements(t *testing.T) {
+	const (
+		trials = 100
+		wrong  = 4
+		factor = 4
+		want   = 0.95
+	)
+	for _, s := range []shard{benchMatmul512K256, benchMLP256} {
+		t.Run(s.name, func(t *testing.T) {
+			inputs := s.inputs(t, 81, datasets[0])
+			ref := reference(t, s.kernel, inputs)
+			m, n := ref[0].Rows(), ref[0].Cols()
+			var v verify.Verifier
+			rng, pick := seeded(82), seeded(83)
+			caught := 0
+			for range trials {
+				var at [][3]int
+				for range wrong {
+					at = append(at, [3]int{0, pick.IntN(m), pick.IntN(n)})
+				}
+				f := float64(factor)
+				if pick.IntN(2) == 0 {
+					f = -f
+				}
+				bad := perturbAt(t, s.kernel, inputs, ref, f, at...)
+				if vd := v.Confirm(s.kernel, inputs, bad, rng, verify.ConfirmRows); !vd.OK {
+					if vd.Method != verify.MethodSettle || !strings.Contains(vd.Reason, "confirmation: output 0 element") {
+						t.Fatalf("refused for another reason: %+v", vd)
+					}
+					caught++
+				}
+			}
+			rate := float64(caught) / trials
+			t.Logf("%d elements wrong by %d× their tolerance: refused in %d of %d trials with %d rows", wrong, factor, caught, trials, verify.ConfirmRows)
+			if rate < want {
+				t.Errorf("Confirm refused %d elements wrong by %d× their tolerance in %.2f of the trials, want at least %.2f", wrong, factor, rate, want)
+			}
+			for seed := range uint64(10) {
+				if vd := v.Confirm(s.kernel, inputs, ref, seeded(90+seed), verify.ConfirmRows); !vd.OK {
+					t.Fatalf("honest result refused: %+v", vd)
+				}
+			}
+		})
 	}
 }
 

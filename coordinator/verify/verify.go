@@ -56,11 +56,12 @@ type Verdict struct {
 	// cannot be verified; OK is then false but the worker is not to blame.
 	Err error
 	// Recomputed counts the rows that went over Freivalds' probabilistic
-	// bound (but not its worst-case one) and were recomputed exactly,
-	// Unchecked those the recompute budget left: they passed on the
+	// bound (but not its worst-case one) and were recomputed exactly — a
+	// secret uniform random sample of them when they outnumber the
+	// budget — and Unchecked those the sample left: they passed on the
 	// worst-case bound alone, so a result with Unchecked > 0 is judged
-	// no better than before the probabilistic bound (a caller may want a
-	// replica of it). Honest results leave both at 0 except on data whose
+	// no better than before the probabilistic bound, and its caller
+	// should not accept it without a replica (the scheduler does not). Honest results leave both at 0 except on data whose
 	// roundings repeat from element to element (see the package
 	// documentation).
 	Recomputed, Unchecked int
@@ -82,6 +83,10 @@ type Verifier struct {
 	r, br, pred, predAbs, predSq, cr []float64
 	flagged                          []flaggedRow
 	rowVal, rowAbs, rowSumB          []float64
+	// Confirm's rows ranked by residual, and a row of f(A) (and its
+	// absolute values) for exactRowCols.
+	ranked      []flaggedRow
+	rowX, rowXA []float64
 	// Agree's row and column terms.
 	ha, hb, dh, colConst []float64
 
