@@ -420,10 +420,14 @@ func (s *Scheduler) reverified(sh *shard, method string, settled bool) {
 // coordinator confirms it now (Checker.Confirm's exact recompute of
 // sampled rows). Neither trust nor a settlement qualifies a result: a
 // wrong known answer would have honest workers' answers refused, and a
-// settlement recomputed only where results differed.
+// settlement recomputed only where results differed. Once the pool is
+// full, only a fraction Config.CanaryRefresh of shards is offered.
 func (s *Scheduler) offerCanary(sh *shard) {
 	if s.cfg.CanaryPool <= 0 || sh.doubtful {
 		return // a doubtful shard was not checked in full: no known answer
+	}
+	if len(s.canaries) >= s.cfg.CanaryPool && s.rng.Float64() >= s.cfg.CanaryRefresh {
+		return // the pool is full; only some shards refresh it
 	}
 	if !s.check.Confirm(&sh.task, sh.accepted, s.rng) {
 		return

@@ -509,3 +509,43 @@ func TestSurvivorOfACaughtReplicaIsConfirmedAndAudited(t *testing.T) {
 		t.Fatal("the first ring member was never caught")
 	}
 }
+
+// confirmCounter counts Confirm calls.
+type confirmCounter struct {
+	valueChecker
+	confirms int
+}
+
+func (c *confirmCounter) Confirm(t *Task, out []*tensor.Tensor, rng *rand.Rand) bool {
+	c.confirms++
+	return c.valueChecker.Confirm(t, out, rng)
+}
+
+// TestFullCanaryPoolIsRefreshedBySomeShards: every accepted shard is
+// confirmed for the canary pool while it has room; once it is full, only
+// about a fraction CanaryRefresh of them, so that confirming stays a small
+// share of the coordinator's CPU.
+func TestFullCanaryPoolIsRefreshedBySomeShards(t *testing.T) {
+	for _, refresh := range []float64{0, 0.25, 1} {
+		h := newHarness(t, func(c *Config) { c.CanaryPool, c.CanaryRefresh, c.CanaryRate = 4, refresh, 0 })
+		cc := &confirmCounter{}
+		h.s.check = cc
+		h.join(1, 1, 1)
+		h.join(2, 2, 1)
+		trustUp(h, 14) // fills the pool once the two are trusted
+		if len(h.s.canaries) != 4 || cc.confirms < 4 {
+			t.Fatalf("refresh %v: %d sources after %d confirms, want a full pool of 4", refresh, len(h.s.canaries), cc.confirms)
+		}
+		base := cc.confirms
+		const more = 400
+		h.submit("more", 2, values(more, 10)...)
+		for range more {
+			h.respond(1, 0)
+			h.respond(2, 0)
+		}
+		got := float64(cc.confirms-base) / more
+		if math.Abs(got-refresh) > 0.08 {
+			t.Errorf("refresh %v: %.2f of the shards accepted into a full pool were confirmed", refresh, got)
+		}
+	}
+}

@@ -205,6 +205,12 @@ type Config struct {
 	CanaryRate float64
 	// CanaryPool is how many verified shards are kept as canary sources.
 	CanaryPool int
+	// CanaryRefresh is the probability that an accepted shard is offered
+	// to a full canary pool (confirmed, then replacing its oldest
+	// source): confirming costs a few percent of recomputing the shard,
+	// and a pool needs only to turn over, not to hold the newest shards.
+	// Shards are always offered while the pool has room.
+	CanaryRefresh float64
 	// HeavyFLOPs routes shards above this cost to native-gpu workers only
 	// (0 = no limit).
 	HeavyFLOPs float64
@@ -239,6 +245,7 @@ func DefaultConfig() Config {
 		MinReplication: 0.02,
 		CanaryRate:     0.01,
 		CanaryPool:     64,
+		CanaryRefresh:  1.0 / 8,
 		TrustedWait:    2 * time.Second,
 		Audit:          true,
 		AuditWait:      20 * time.Second,
