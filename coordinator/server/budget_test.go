@@ -164,3 +164,67 @@ func TestUploadsShareABudget(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// heartbeat sends a Heartbeat and reads until it is answered, returning
+// the error the connection ended with if it is not.
+func heartbeat(raw *rawWorker, seq uint64) error {
+	raw.send(&protocol.Heartbeat{Seq: seq})
+	for {
+		var got bool
+		err := raw.read(func(m protocol.Message) {
+			if h, ok := m.(*protocol.Heartbeat); ok && h.Seq == seq {
+				got = true
+			}
+		})
+		if got {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// halfSend sends size bytes of one message from raw and never finishes
+// it; it returns once the coordinator has read them (its pong follows
+// them), or the connection has closed.
+func halfSend(t *testing.T, raw *rawWorker, size int) {
+	t.Helper()
+	w, err := raw.ws.Writer(context.Background(), websocket.MessageBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := make([]byte, size)
+	copy(part, "NLV\x01")
+	if _, err := w.Write(part); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = raw.ws.Ping(ctx)
+}
+
+// TestHalfSentMessageLeavesSmallFrames: one identity half-sending one
+// message of 1 MiB + 1 byte under a 2 MiB frames budget neither refuses
+// another worker's 20-byte Heartbeat nor a new worker's handshake (the
+// buffer doubled, so the message was charged the whole 2 MiB, and every
+// frame, handshake ones too, first took 16 KiB of the budget: the honest
+// worker was closed 1013 and no worker could join).
+func TestHalfSentMessageLeavesSmallFrames(t *testing.T) {
+	c := startCoordinator(t, budget16)
+	honest := dialRaw(t, c)
+	if err := heartbeat(honest, 1); err != nil {
+		t.Fatal(err)
+	}
+	attacker := dialRaw(t, c)
+	_ = readUntilClosed(attacker)
+	halfSend(t, attacker, 1<<20+1)
+	frames, _, _ := server.BudgetUsed(c.srv)
+	t.Logf("frames budget charged for one half-sent message of 1 MiB + 1 byte: %d KiB of 2048", frames>>10)
+	if err := heartbeat(honest, 2); err != nil {
+		t.Fatalf("an honest worker's Heartbeat while another identity half-sends 1 MiB: %v", err)
+	}
+	if err := heartbeat(dialRaw(t, c), 3); err != nil {
+		t.Fatalf("a new worker joining while another identity half-sends 1 MiB: %v", err)
+	}
+}
