@@ -26,17 +26,26 @@ type budgets struct {
 
 func newBudgets(total int64) *budgets {
 	return &budgets{
-		frames:  budget{name: "worker frames being read", limit: total / 8},
+		frames: budget{name: "worker frames being read", limit: total / 8,
+			holder: "this address", perHolder: total / 16},
 		outputs: budget{name: "chunked outputs", limit: total / 4},
 		bodies:  budget{name: "uploads being read", limit: total / 4},
 	}
 }
 
 // budget is a count of bytes shared by every connection and request.
+// With perHolder set, what one holder (a worker's address, an API key)
+// holds of it is bounded too, so that one holder never takes all of it.
 type budget struct {
 	name  string
 	limit int64
 	used  atomic.Int64
+
+	// holder names what perHolder bounds ("this address").
+	holder    string
+	perHolder int64
+	mu        sync.Mutex
+	held      map[string]int64 // by holder, while above 0
 }
 
 // take charges n bytes, or refuses them (nothing charged) with a
@@ -59,16 +68,61 @@ func (b *budget) give(n int64) {
 	}
 }
 
+// takeFor charges n bytes to holder, refusing them when they would take
+// the holder over perHolder or the budget over its limit. A budget without
+// perHolder, or an empty holder, is take.
+func (b *budget) takeFor(holder string, n int64) error {
+	if n <= 0 || b.perHolder <= 0 || holder == "" {
+		return b.take(n)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.held[holder]
+	if h+n > b.perHolder {
+		return &budgetError{b: b, asked: n, used: h, holder: true}
+	}
+	if err := b.take(n); err != nil {
+		return err
+	}
+	if b.held == nil {
+		b.held = make(map[string]int64)
+	}
+	b.held[holder] = h + n
+	return nil
+}
+
+// giveFor returns n bytes holder took.
+func (b *budget) giveFor(holder string, n int64) {
+	if n <= 0 || b.perHolder <= 0 || holder == "" {
+		b.give(n)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if h := b.held[holder] - n; h > 0 {
+		b.held[holder] = h
+	} else {
+		delete(b.held, holder)
+	}
+	b.give(n)
+}
+
 // Used returns the bytes charged.
 func (b *budget) Used() int64 { return b.used.Load() }
 
-// budgetError is a refusal by a budget, with its figures.
+// budgetError is a refusal by a budget, with its figures: of the whole
+// budget, or (holder) of what one holder may take of it.
 type budgetError struct {
 	b           *budget
 	asked, used int64
+	holder      bool
 }
 
 func (e *budgetError) Error() string {
+	if e.holder {
+		return fmt.Sprintf("%v: %s: %s asks %d KiB, its most %d; retry later",
+			ErrBudget, e.b.name, e.b.holder, (e.used+e.asked+1023)>>10, e.b.perHolder>>10)
+	}
 	return fmt.Sprintf("%v: %s hold %d of %d MiB, %d KiB more refused; retry later",
 		ErrBudget, e.b.name, e.used>>20, e.b.limit>>20, (e.asked+1023)>>10)
 }
@@ -83,64 +137,6 @@ func budgetReason(err error) string {
 		return be.Error()
 	}
 	return err.Error()
-}
-
-// frameBuffer is the size of the pooled buffers worker frames are read
-// into; a frame that outgrows one gets a buffer of its own, dropped once
-// decoded.
-const frameBuffer = 16 << 10
-
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, frameBuffer); return &b }}
-
-// frameBuf is the buffer one connection reads its frames into, charged to
-// the frames budget while it holds a frame and released between frames,
-// so that an idle connection holds none.
-type frameBuf struct {
-	b       *budget
-	buf     []byte
-	charged int64
-}
-
-// grow returns a buffer holding buf's contents with room for need bytes,
-// charging the budget for what it adds (wsio.ReadFrameWith's grow).
-func (f *frameBuf) grow(buf []byte, need int) ([]byte, error) {
-	if cap(buf) == 0 {
-		if err := f.b.take(frameBuffer); err != nil {
-			return nil, err
-		}
-		f.charged = frameBuffer
-		f.buf = (*framePool.Get().(*[]byte))[:0]
-		if need <= frameBuffer {
-			return f.buf, nil
-		}
-		buf = f.buf
-	}
-	size := max(need, 2*cap(buf))
-	if err := f.b.take(int64(size - cap(buf))); err != nil {
-		return nil, err
-	}
-	f.charged += int64(size - cap(buf))
-	nb := make([]byte, len(buf), size)
-	copy(nb, buf)
-	f.putPooled()
-	f.buf = nb
-	return nb, nil
-}
-
-// release gives back the buffer and its charge once its frame is decoded.
-func (f *frameBuf) release() {
-	f.putPooled()
-	f.buf = nil
-	f.b.give(f.charged)
-	f.charged = 0
-}
-
-func (f *frameBuf) putPooled() {
-	if cap(f.buf) == frameBuffer {
-		b := f.buf[:0]
-		framePool.Put(&b)
-	}
-	f.buf = nil
 }
 
 // chargedBody is a request body charged to the bodies budget as it is

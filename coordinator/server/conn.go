@@ -107,9 +107,9 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Accept wrote the HTTP error
 	}
-	ws.SetReadLimit(handshakeFrameSize)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{b: &s.budgets.frames}, out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	c.setReadLimit(handshakeFrameSize)
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
 		code, reason := statusBadFrame, err.Error()
@@ -126,7 +126,8 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		return
 	}
-	ws.SetReadLimit(protocol.MaxFrameSize)
+	c.setReadLimit(protocol.MaxFrameSize)
+	c.frame.holder = c.addr.String() // its frames past the reserve are charged to its address
 	c.startWriter()
 	if err := s.request(event{kind: evJoin, conn: c}); err != nil {
 		c.closeWith(statusGoingAway, "coordinator shutting down")
@@ -143,7 +144,9 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 
 // handshakeFrameSize bounds a frame before the handshake has completed
 // (Hello, Auth and Capabilities are small): an unauthenticated peer
-// cannot make the coordinator read a 16 MiB frame.
+// cannot make the coordinator read a 16 MiB frame, and its frames fit the
+// connection's frameReserve, so that a spent frames budget never keeps a
+// worker from joining.
 const handshakeFrameSize = 64 << 10
 
 // serve reads the joined connection's frames until it ends, then closes
@@ -199,18 +202,34 @@ const chunkedOutputBytes = 16 * protocol.MaxFrameSize
 const maxQueuedTensorBytes = 1 << 30
 
 // readFrame reads one binary message into c.frame, charged to the frames
-// budget, enforcing the frame limit; the caller calls c.frame.release once
-// it has decoded the frame (readFrame does on an error).
-func (c *conn) readFrame(ctx context.Context) ([]byte, error) {
-	frame, err := wsio.ReadFrameWith(ctx, c.ws, nil, c.pc.startMessage, c.frame.grow)
-	c.pc.endMessage()
+// budget (see frameBuf), enforcing the frame limit; the caller calls
+// c.frame.release once it has decoded the frame (readFrame does on an
+// error).
+func (c *conn) readFrame(ctx context.Context) (frame []byte, err error) {
+	defer func() {
+		c.pc.endMessage()
+		if err != nil {
+			c.frame.release()
+			if isTooBig(err) {
+				err = fmt.Errorf("%w: %v", errTooBig, err)
+			}
+		}
+	}()
+	typ, r, err := c.ws.Reader(ctx)
 	if err != nil {
-		c.frame.release()
+		return nil, err
 	}
-	if err != nil && isTooBig(err) {
-		return nil, fmt.Errorf("%w: %v", errTooBig, err)
+	c.pc.startMessage()
+	if typ != websocket.MessageBinary {
+		return nil, wsio.ErrText
 	}
-	return frame, err
+	return c.frame.read(r)
+}
+
+// setReadLimit bounds the frames c reads to n bytes.
+func (c *conn) setReadLimit(n int) {
+	c.ws.SetReadLimit(int64(n))
+	c.frame.limit = n
 }
 
 func isTooBig(err error) bool {
