@@ -55,6 +55,11 @@ type conn struct {
 	closeMu sync.Once
 	// closeDone is closed once a closeWith has finished closing.
 	closeDone chan struct{}
+	// pingMu guards pinger, the timer that pings the worker, and
+	// pingStopped, set when the connection ends (see ping).
+	pingMu      sync.Mutex
+	pinger      *time.Timer
+	pingStopped bool
 }
 
 // enqueue queues m for the writer, which is woken when the loop has
@@ -136,7 +141,7 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("worker joined", "address", c.addr, "backend", c.caps.Backend, "device", c.caps.Device, "gflops", c.caps.GFLOPS)
-	time.AfterFunc(s.cfg.PingEvery, c.ping)
+	c.startPinging()
 	// The reader goes on in a goroutine of its own, and this handler
 	// returns: net/http's goroutine, its stack grown by the handshake, ends.
 	go c.serve()
@@ -154,6 +159,7 @@ const handshakeFrameSize = 64 << 10
 func (c *conn) serve() {
 	s := c.srv
 	defer c.cancel()
+	defer c.stopPinging()
 	err := c.readLoop()
 	switch {
 	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil:
@@ -459,6 +465,22 @@ func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorR
 	return outs, freed, nil
 }
 
+// startPinging arms the timer that pings the worker every PingEvery.
+func (c *conn) startPinging() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	c.pinger = time.AfterFunc(c.srv.cfg.PingEvery, c.ping)
+}
+
+// stopPinging stops the ping timer for good once the connection has ended:
+// the timer holds the connection, so a dead one is not kept until it fires.
+func (c *conn) stopPinging() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	c.pingStopped = true
+	c.pinger.Stop()
+}
+
 // ping pings the worker, and again PingEvery after each answer, from a
 // timer (no goroutine waits between pings); a worker that does not answer
 // within PingTimeout (a laptop lid closed, a network gone without a FIN)
@@ -480,7 +502,11 @@ func (c *conn) ping() {
 		}
 		return
 	}
-	time.AfterFunc(c.srv.cfg.PingEvery, c.ping)
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	if !c.pingStopped {
+		c.pinger.Reset(c.srv.cfg.PingEvery)
+	}
 }
 
 // startWriter makes c's outbox write on demand: a writer goroutine runs
