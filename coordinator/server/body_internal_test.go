@@ -11,7 +11,7 @@ import (
 // bodies budget nothing (it charged blocks that nothing gave back).
 func TestBodyReadAfterCloseChargesNothing(t *testing.T) {
 	b := &budget{name: "uploads being read", limit: 1 << 20}
-	cb := &chargedBody{ReadCloser: io.NopCloser(strings.NewReader(strings.Repeat("x", 1000))), b: b, length: 1000}
+	cb := &chargedBody{ReadCloser: io.NopCloser(strings.NewReader(strings.Repeat("x", 1000))), acct: account{b: b}, length: 1000}
 	if _, err := cb.Read(make([]byte, 10)); err != nil {
 		t.Fatal(err)
 	}

@@ -139,15 +139,65 @@ func budgetReason(err error) string {
 	return err.Error()
 }
 
+// errAccountClosed refuses a charge to an account closed for good (a
+// request body read after its Close).
+var errAccountClosed = errors.New("server: read after the request ended")
+
+// account is what one connection or request holds of a budget, for its
+// holder: it charges what it holds past reserve bytes (which no budget
+// charges), and after close refuses to hold more. One goroutine uses it.
+type account struct {
+	b       *budget
+	holder  string
+	reserve int64
+	held    int64 // bytes held, reserve included
+	charged int64 // of them, charged to b
+	closed  bool
+}
+
+// hold makes the account hold size bytes in all, charging the budget for
+// what that adds past the reserve, or giving back what it frees. It
+// refuses (holding what it held) when the budget does, or once closed.
+func (a *account) hold(size int64) error {
+	if a.closed {
+		return errAccountClosed
+	}
+	want := max(0, size-a.reserve)
+	if want > a.charged {
+		if err := a.b.takeFor(a.holder, want-a.charged); err != nil {
+			return err
+		}
+	} else {
+		a.b.giveFor(a.holder, a.charged-want)
+	}
+	a.held, a.charged = size, want
+	return nil
+}
+
+// add holds n bytes more.
+func (a *account) add(n int64) error { return a.hold(a.held + n) }
+
+// release gives back everything held; the account may hold again.
+func (a *account) release() {
+	a.b.giveFor(a.holder, a.charged)
+	a.held, a.charged = 0, 0
+}
+
+// close releases the account for good.
+func (a *account) close() {
+	a.release()
+	a.closed = true
+}
+
 // chargedBody is a request body charged to the bodies budget as it is
 // read: at its Content-Length on the first Read (a handler reads only
 // bodies it has accepted, so headers alone reserve nothing), in blocks as
-// it arrives when it has none. Close gives the charge back.
+// it arrives when it has none. Close gives the charge back, and a Read
+// after it is refused.
 type chargedBody struct {
 	io.ReadCloser
-	b       *budget
+	acct    account
 	length  int64 // Content-Length, or -1
-	charged int64
 	read    int64
 	refused bool // the budget refused it
 }
@@ -157,30 +207,29 @@ type chargedBody struct {
 const bodyBlock = 64 << 10
 
 func (cb *chargedBody) Read(p []byte) (int, error) {
-	if cb.charged == 0 && cb.length > 0 {
-		if err := cb.b.take(cb.length); err != nil {
-			cb.refused = true
+	if cb.acct.held == 0 && cb.length > 0 {
+		if err := cb.acct.hold(cb.length); err != nil {
+			cb.refused = !errors.Is(err, errAccountClosed)
 			return 0, err
 		}
-		cb.charged = cb.length
+	}
+	if cb.acct.closed {
+		return 0, errAccountClosed
 	}
 	n, err := cb.ReadCloser.Read(p)
 	cb.read += int64(n)
-	if over := cb.read - cb.charged; over > 0 {
+	if over := cb.read - cb.acct.held; over > 0 {
 		step := (over + bodyBlock - 1) / bodyBlock * bodyBlock
-		if terr := cb.b.take(step); terr != nil {
+		if terr := cb.acct.add(step); terr != nil {
 			cb.refused = true
 			return n, terr
 		}
-		cb.charged += step
 	}
 	return n, err
 }
 
 func (cb *chargedBody) Close() error {
-	cb.b.give(cb.charged)
-	cb.charged = 0
-	cb.length = 0 // and no new charge on a late Read
+	cb.acct.close()
 	return cb.ReadCloser.Close()
 }
 
@@ -195,7 +244,7 @@ func (s *Server) chargeBodies(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		cb := &chargedBody{ReadCloser: r.Body, b: &s.budgets.bodies, length: r.ContentLength}
+		cb := &chargedBody{ReadCloser: r.Body, acct: account{b: &s.budgets.bodies}, length: r.ContentLength}
 		r.Body = cb
 		defer cb.Close()
 		h.ServeHTTP(w, r)
