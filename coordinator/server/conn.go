@@ -113,7 +113,7 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the HTTP error
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{b: &s.budgets.frames}, out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{acct: account{b: &s.budgets.frames, reserve: frameReserve}}, out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
 	c.setReadLimit(handshakeFrameSize)
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
@@ -132,7 +132,7 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.setReadLimit(protocol.MaxFrameSize)
-	c.frame.holder = c.addr.String() // its frames past the reserve are charged to its address
+	c.frame.acct.holder = c.addr.String() // its frames past the reserve are charged to its address
 	c.startWriter()
 	if err := s.request(event{kind: evJoin, conn: c}); err != nil {
 		c.closeWith(statusGoingAway, "coordinator shutting down")

@@ -33,13 +33,13 @@ var framePool = sync.Pool{New: func() any { b := make([]byte, 0, frameBuffer); r
 // frames budget while it holds one and released between frames, so that
 // an idle connection holds none.
 type frameBuf struct {
-	b      *budget
-	holder string // the worker's address, once it has authenticated
-	limit  int    // the connection's read limit, which bounds a frame
+	// acct charges the frame, to the worker's address once it has
+	// authenticated, past frameReserve.
+	acct  account
+	limit int // the connection's read limit, which bounds a frame
 
-	pooled  *[]byte  // the pooled buffer, while held
-	segs    [][]byte // the frame's segments, the pooled buffer first
-	charged int64
+	pooled *[]byte  // the pooled buffer, while held
+	segs   [][]byte // the frame's segments, the pooled buffer first
 }
 
 // read reads one message from r (the reader of a binary message) and
@@ -54,7 +54,7 @@ func (f *frameBuf) read(r io.Reader) ([]byte, error) {
 			total += len(cur)
 			// The read limit plus one byte lets the reader see a frame over it.
 			size := max(1, min(max(total/4, frameStep), frameSegment, f.limit+1-total))
-			if err := f.charge(total + size); err != nil {
+			if err := f.acct.hold(int64(total + size)); err != nil {
 				return nil, err
 			}
 			cur = make([]byte, 0, size)
@@ -68,20 +68,6 @@ func (f *frameBuf) read(r io.Reader) ([]byte, error) {
 			return nil, err
 		}
 	}
-}
-
-// charge makes the frame's charge what holding size bytes costs.
-func (f *frameBuf) charge(size int) error {
-	want := max(0, int64(size)-frameReserve)
-	if want > f.charged {
-		if err := f.b.takeFor(f.holder, want-f.charged); err != nil {
-			return err
-		}
-	} else {
-		f.b.giveFor(f.holder, f.charged-want)
-	}
-	f.charged = want
-	return nil
 }
 
 // join returns the frame whose last segment is last: the pooled buffer
@@ -98,7 +84,7 @@ func (f *frameBuf) join(last []byte, total int) ([]byte, error) {
 	frame = append(frame, last...)
 	f.putPooled()
 	f.segs = nil
-	return frame, f.charge(len(frame))
+	return frame, f.acct.hold(int64(len(frame)))
 }
 
 // release gives back the buffers and their charge once the frame is
@@ -106,8 +92,7 @@ func (f *frameBuf) join(last []byte, total int) ([]byte, error) {
 func (f *frameBuf) release() {
 	f.putPooled()
 	f.segs = nil
-	f.b.giveFor(f.holder, f.charged)
-	f.charged = 0
+	f.acct.release()
 }
 
 func (f *frameBuf) putPooled() {
