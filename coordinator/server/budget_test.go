@@ -237,3 +237,75 @@ func TestHalfSentMessageLeavesSmallFrames(t *testing.T) {
 		t.Fatalf("a new worker joining while another identity half-sends 1 MiB: %v", err)
 	}
 }
+
+// matmulBody returns a matmul job's safetensors body of A rows×1024 and B
+// 1024×1 (4 KiB a row of A).
+func matmulBody(t *testing.T, rows int) []byte {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(rows), 3))
+	var body bytes.Buffer
+	if err := tensor.WriteSafetensors(&body, map[string]*tensor.Tensor{"A": randomTensor(rng, rows, 1024), "B": randomTensor(rng, 1024, 1)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return body.Bytes()
+}
+
+// stallUpload posts body with key, sends its first sent bytes and stalls
+// until the test ends.
+func stallUpload(t *testing.T, c *coordinator, key string, body []byte, sent int) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest(http.MethodPost, c.HTTP.URL+"/v1/jobs?kernel=matmul", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	t.Cleanup(func() { pw.CloseWithError(errors.New("test over")); <-answered })
+	if _, err := pw.Write(body[:sent]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// postBody posts a matmul job's body with key and returns the status and
+// the error the API answered.
+func postBody(t *testing.T, c *coordinator, key string, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, c.HTTP.URL+"/v1/jobs?kernel=matmul", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(msg)
+}
+
+// TestTrickledUploadsHoldWhatTheySent: uploads that claim large bodies
+// and trickle them hold the uploads budget for what they have sent, not
+// for what they claim (one key claiming 1 GiB at 64 KiB/s held every
+// upload off for 4.5 h).
+func TestTrickledUploadsHoldWhatTheySent(t *testing.T) {
+	c := startCoordinator(t, budget16Patient)
+	for _, key := range []string{c.Key, c.AddKey(t, "carol")} {
+		stallUpload(t, c, key, matmulBody(t, 480), 256<<10) // claims 1.9 MiB, sends 256 KiB
+	}
+	waitFor(t, "the stalled uploads to be charged", func() bool {
+		_, _, bodies := server.BudgetUsed(c.srv)
+		return bodies >= 2*(192<<10)
+	})
+	if code, msg := postBody(t, c, c.AddKey(t, "bob"), matmulBody(t, 384)); code != http.StatusCreated {
+		t.Fatalf("a 1.5 MiB upload beside two claiming 1.9 MiB that sent 256 KiB each, under a 4 MiB budget: %d %s, want 201", code, msg)
+	}
+}
