@@ -1,27 +1,25 @@
 package server
 
 import (
-	"io"
-	"strings"
+	"errors"
 	"testing"
 )
 
-// TestBodyReadAfterCloseChargesNothing: a request body read after its
-// Close (a handler's goroutine left reading) is refused and charges the
-// bodies budget nothing (it charged blocks that nothing gave back).
-func TestBodyReadAfterCloseChargesNothing(t *testing.T) {
+// TestAccountClosedChargesNothing: an upload's account, once its request
+// has ended, refuses to hold more and charges the bodies budget nothing (a
+// request body read after its Close charged blocks that nothing gave
+// back).
+func TestAccountClosedChargesNothing(t *testing.T) {
 	b := &budget{name: "uploads being read", limit: 1 << 20}
-	cb := &chargedBody{ReadCloser: io.NopCloser(strings.NewReader(strings.Repeat("x", 1000))), acct: account{b: b}, length: 1000}
-	if _, err := cb.Read(make([]byte, 10)); err != nil {
+	a := &account{b: b, holder: "k-1"}
+	if err := a.add(1000); err != nil {
 		t.Fatal(err)
 	}
-	if err := cb.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := cb.Read(make([]byte, 100)); err == nil || n > 0 {
-		t.Errorf("Read after Close: %d bytes, %v; want an error", n, err)
+	a.close()
+	if err := a.add(100); !errors.Is(err, errAccountClosed) {
+		t.Errorf("add after close: %v, want errAccountClosed", err)
 	}
 	if used := b.Used(); used != 0 {
-		t.Errorf("the budget holds %d bytes after the body's Close and a late Read, want 0", used)
+		t.Errorf("the budget holds %d bytes after the account's close and a late add, want 0", used)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+
+	"github.com/neurolov/neurolov/tensor"
 )
 
 // ErrBudget reports memory refused because the coordinator's budget for
@@ -29,7 +31,8 @@ func newBudgets(total int64) *budgets {
 		frames: budget{name: "worker frames being read", limit: total / 8,
 			holder: "this address", perHolder: total / 16},
 		outputs: budget{name: "chunked outputs", limit: total / 4},
-		bodies:  budget{name: "uploads being read", limit: total / 4},
+		bodies: budget{name: "uploads being read", limit: total / 4,
+			holder: "this API key", perHolder: total / 8},
 	}
 }
 
@@ -140,7 +143,7 @@ func budgetReason(err error) string {
 }
 
 // errAccountClosed refuses a charge to an account closed for good (a
-// request body read after its Close).
+// request body read after its request ended).
 var errAccountClosed = errors.New("server: read after the request ended")
 
 // account is what one connection or request holds of a budget, for its
@@ -189,67 +192,33 @@ func (a *account) close() {
 	a.closed = true
 }
 
-// chargedBody is a request body charged to the bodies budget as it is
-// read: at its Content-Length on the first Read (a handler reads only
-// bodies it has accepted, so headers alone reserve nothing), in blocks as
-// it arrives when it has none. Close gives the charge back, and a Read
-// after it is refused.
-type chargedBody struct {
-	io.ReadCloser
-	acct    account
-	length  int64 // Content-Length, or -1
-	read    int64
-	refused bool // the budget refused it
+// uploadReserve is what each upload holds without charging the bodies
+// budget: its copy buffer, and a small job whole.
+const uploadReserve = 64 << 10
+
+// readUpload reads a job's safetensors body, charging what the reader
+// allocates, as it allocates it, to the caller's API key on the bodies
+// budget (past uploadReserve): an upload holds the budget for what it has
+// sent, not for the length it claims, and one key at most half of it.
+// release gives the charge back once the request is done with the
+// tensors. A body the budget refused is read to its end (up to
+// MaxJobBytes, uncharged, through a small buffer) so that the client,
+// still sending, reads the 503 rather than a reset connection.
+func (s *Server) readUpload(r *http.Request, body io.Reader) (tensors map[string]*tensor.Tensor, release func(), err error) {
+	acct := &account{b: &s.budgets.bodies, holder: caller(r).ID(), reserve: uploadReserve}
+	tensors, _, err = tensor.ReadSafetensorsCharged(body, s.cfg.MaxJobBytes, acct.add)
+	if errors.Is(err, ErrBudget) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, s.cfg.MaxJobBytes))
+	}
+	return tensors, acct.close, err
 }
 
-// bodyBlock is the step in which a body without a Content-Length is
-// charged.
-const bodyBlock = 64 << 10
+// retryAfter is the Retry-After, in seconds, of a 503 for a spent budget.
+const retryAfter = "10"
 
-func (cb *chargedBody) Read(p []byte) (int, error) {
-	if cb.acct.held == 0 && cb.length > 0 {
-		if err := cb.acct.hold(cb.length); err != nil {
-			cb.refused = !errors.Is(err, errAccountClosed)
-			return 0, err
-		}
-	}
-	if cb.acct.closed {
-		return 0, errAccountClosed
-	}
-	n, err := cb.ReadCloser.Read(p)
-	cb.read += int64(n)
-	if over := cb.read - cb.acct.held; over > 0 {
-		step := (over + bodyBlock - 1) / bodyBlock * bodyBlock
-		if terr := cb.acct.add(step); terr != nil {
-			cb.refused = true
-			return n, terr
-		}
-	}
-	return n, err
-}
-
-func (cb *chargedBody) Close() error {
-	cb.acct.close()
-	return cb.ReadCloser.Close()
-}
-
-// chargeBodies makes every request body h reads count against the bodies
-// budget until the request ends. A body the budget refused is read to its
-// end (up to MaxJobBytes, uncharged, into a small buffer) before the
-// response goes, so that the client, still sending, reads the 503 rather
-// than a reset connection.
-func (s *Server) chargeBodies(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody {
-			h.ServeHTTP(w, r)
-			return
-		}
-		cb := &chargedBody{ReadCloser: r.Body, acct: account{b: &s.budgets.bodies}, length: r.ContentLength}
-		r.Body = cb
-		defer cb.Close()
-		h.ServeHTTP(w, r)
-		if cb.refused {
-			_, _ = io.Copy(io.Discard, io.LimitReader(cb.ReadCloser, s.cfg.MaxJobBytes))
-		}
-	})
+// writeBudget answers a request a budget refused: 503, Retry-After, and
+// the budget's figures.
+func writeBudget(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", retryAfter)
+	writeError(w, http.StatusServiceUnavailable, "%s", budgetReason(err))
 }

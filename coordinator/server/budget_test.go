@@ -13,7 +13,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/neurolov/neurolov/client"
 	"github.com/neurolov/neurolov/coordinator/server"
 	"github.com/neurolov/neurolov/identity"
 	"github.com/neurolov/neurolov/protocol"
@@ -133,43 +132,40 @@ func TestOneAddressHoldsHalfTheFramesBudget(t *testing.T) {
 }
 
 // TestUploadsShareABudget: job bodies being read are bounded across
-// requests: while one upload holds most of the budget, another gets a 503
-// with a JSON error.
+// requests: while two keys' uploads hold most of the budget, a third
+// key's gets a 503 with the budget's figures and a Retry-After.
 func TestUploadsShareABudget(t *testing.T) {
-	c := startCoordinator(t, budget16Patient) // the stalled upload is not cut while the test runs
-	rng := rand.New(rand.NewPCG(3, 3))
-	a, b := randomTensor(rng, 768, 1024), randomTensor(rng, 1024, 1) // 3 MiB
-	var body bytes.Buffer
-	if err := tensor.WriteSafetensors(&body, map[string]*tensor.Tensor{"A": a, "B": b}, nil); err != nil {
-		t.Fatal(err)
+	c := startCoordinator(t, budget16Patient) // the stalled uploads are not cut while the test runs
+	for _, key := range []string{c.Key, c.AddKey(t, "carol")} {
+		body := matmulBody(t, 480) // 1.9 MiB, sent but its last byte
+		stallUpload(t, c, key, body, len(body)-1)
 	}
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	req, err := http.NewRequest(http.MethodPost, c.HTTP.URL+"/v1/jobs?kernel=matmul", pr)
-	if err != nil {
-		t.Fatal(err)
+	waitFor(t, "the stalled uploads to be charged", func() bool {
+		_, _, bodies := server.BudgetUsed(c.srv)
+		return bodies >= 2*(1800<<10)
+	})
+	code, msg, retry := postBodyRetry(t, c, c.AddKey(t, "bob"), matmulBody(t, 256))
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "uploads being read hold") || retry == "" {
+		t.Fatalf("a 1 MiB upload beside two of 1.9 MiB in progress, over a 4 MiB budget: %d %s (Retry-After %q); want a 503 naming the memory budget, with a Retry-After", code, msg, retry)
 	}
-	req.ContentLength = int64(body.Len())
-	req.Header.Set("Authorization", "Bearer "+c.Key)
-	slow := make(chan struct{})
-	go func() {
-		defer close(slow)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	defer func() { pw.CloseWithError(errors.New("test over")); <-slow }()
-	if _, err := pw.Write(body.Bytes()[:1024]); err != nil { // and the rest never
-		t.Fatal(err)
-	}
+}
+
+// TestOneKeyHoldsHalfTheUploadsBudget: one API key's uploads being read
+// take at most half the uploads budget, so that another key's still go
+// through; the key over its half gets a 503 that says so.
+func TestOneKeyHoldsHalfTheUploadsBudget(t *testing.T) {
+	c := startCoordinator(t, budget16Patient)
+	body := matmulBody(t, 384) // 1.5 MiB, sent but its last byte
+	stallUpload(t, c, c.Key, body, len(body)-1)
 	waitFor(t, "the stalled upload to be charged", func() bool {
 		_, _, bodies := server.BudgetUsed(c.srv)
-		return bodies >= int64(body.Len())
+		return bodies >= 1400<<10
 	})
-	_, err = c.client().SubmitMatmul(context.Background(), a, b, client.SubmitOptions{})
-	var apiErr *client.APIError
-	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusServiceUnavailable || !strings.Contains(apiErr.Message, "memory budget") {
-		t.Fatalf("a 3 MiB upload beside one of 3 MiB in progress, over a 4 MiB budget: %v; want a 503 naming the memory budget", err)
+	if code, msg, _ := postBodyRetry(t, c, c.Key, matmulBody(t, 256)); code != http.StatusServiceUnavailable || !strings.Contains(msg, "this API key") {
+		t.Fatalf("a key's second upload, 1 MiB beside its 1.5 MiB in progress, over half a 4 MiB budget: %d %s; want a 503 naming the key's share", code, msg)
+	}
+	if code, msg := postBody(t, c, c.AddKey(t, "bob"), matmulBody(t, 256)); code != http.StatusCreated {
+		t.Fatalf("another key's 1 MiB upload meanwhile: %d %s, want 201", code, msg)
 	}
 }
 
@@ -278,6 +274,13 @@ func stallUpload(t *testing.T, c *coordinator, key string, body []byte, sent int
 // the error the API answered.
 func postBody(t *testing.T, c *coordinator, key string, body []byte) (int, string) {
 	t.Helper()
+	code, msg, _ := postBodyRetry(t, c, key, body)
+	return code, msg
+}
+
+// postBodyRetry is postBody that returns the answer's Retry-After too.
+func postBodyRetry(t *testing.T, c *coordinator, key string, body []byte) (int, string, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, c.HTTP.URL+"/v1/jobs?kernel=matmul", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +292,7 @@ func postBody(t *testing.T, c *coordinator, key string, body []byte) (int, strin
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(msg)
+	return resp.StatusCode, string(msg), resp.Header.Get("Retry-After")
 }
 
 // TestTrickledUploadsHoldWhatTheySent: uploads that claim large bodies

@@ -49,7 +49,11 @@
 // others hold, handshakes, heartbeats and small results go through: a
 // worker is closed 1013 only when its own large message does not fit. One
 // worker address may hold at most half the frames share (identities are
-// free, but an attacker must spend them).
+// free, but an attacker must spend them). A job upload is charged what the
+// safetensors reader allocates, as it allocates it (tensor.
+// ReadSafetensorsCharged), never the length it claims, past a 64 KiB
+// reserve, and one API key holds at most half the uploads share (so
+// Config.MaxJobBytes is at most an eighth of the budget).
 //
 // Large tensors (weights, wide B tiles) travel once per connection as
 // TensorData chunks and are then named by content hash; a worker that lost

@@ -40,7 +40,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /{$}", s.cfg.Pages)
 		mux.Handle("GET /static/", s.cfg.Pages)
 	}
-	return s.paceRequests(s.chargeBodies(mux))
+	return s.paceRequests(mux)
 }
 
 // The JSON of the API is the SDK's: client.JobStatus, client.WorkerStatus
@@ -143,11 +143,12 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		replication = n
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxJobBytes)
-	tensors, _, err := tensor.ReadSafetensors(body, s.cfg.MaxJobBytes)
+	tensors, release, err := s.readUpload(r, body)
+	defer release()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.Is(err, ErrBudget) {
-			writeError(w, http.StatusServiceUnavailable, "%s", budgetReason(err))
+			writeBudget(w, err)
 			return
 		}
 		if errors.Is(err, errSlow) {
