@@ -1,0 +1,108 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/neurolov/neurolov/client"
+	"github.com/neurolov/neurolov/coordinator/server"
+)
+
+// budget256 is a 256 MiB memory budget, a minute's grace for slow peers.
+func budget256(cfg *server.Config) {
+	cfg.MemoryBudget = 256 << 20
+	cfg.RateGrace = time.Minute
+}
+
+// doneOuterProduct submits with key a matmul job whose C is rows×2048
+// (an outer product: a few KiB of upload, 8 KiB of C a row) and
+// waits for it to be done.
+func doneOuterProduct(t *testing.T, c *coordinator, key string, rows int) string {
+	t.Helper()
+	ctx := context.Background()
+	cl := client.New(c.HTTP.URL, client.WithAPIKey(key))
+	rng := rand.New(rand.NewPCG(uint64(rows), 7))
+	job, err := cl.SubmitMatmul(ctx, randomTensor(rng, rows, 1), randomTensor(rng, 1, 2048), client.SubmitOptions{Replication: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if st, err := cl.Wait(wctx, job.ID, 10*time.Millisecond, nil); err != nil || st.Status != client.StateDone {
+		t.Fatalf("job: %+v %v", st, err)
+	}
+	return job.ID
+}
+
+// getResult requests job's result with key through a connection that
+// reads at most 16 KiB ahead, and returns the response (its headers
+// read, its body not).
+func getResult(t *testing.T, c *coordinator, key, job string) *http.Response {
+	t.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(16 << 10)
+		}
+		return nc, err
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	req, err := http.NewRequest(http.MethodGet, c.HTTP.URL+"/v1/jobs/"+job+"/result", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestResultDownloadsShareABudget: results being assembled and sent are
+// bounded across requests (each GET /result assembled the whole output
+// in memory, outside every budget): while two keys' slow downloads of
+// 12 MiB results hold most of the budget's share, a third key's gets a
+// 503 with the budget's figures and a Retry-After.
+func TestResultDownloadsShareABudget(t *testing.T) {
+	c := startCoordinator(t, budget256)
+	startWorkers(t, c, 2, nil)
+	keys := []string{c.Key, c.AddKey(t, "bob"), c.AddKey(t, "carol")}
+	jobs := make([]string, len(keys))
+	for i, key := range keys {
+		jobs[i] = doneOuterProduct(t, c, key, 1536) // C: 12 MiB
+	}
+	for i := range 2 {
+		if resp := getResult(t, c, keys[i], jobs[i]); resp.StatusCode != http.StatusOK {
+			t.Fatalf("download %d: %s", i+1, resp.Status)
+		}
+	}
+	resp := getResult(t, c, keys[2], jobs[2])
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(msg), "memory budget") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a third 12 MiB result while two are being sent, under a 256 MiB budget: %s %s (Retry-After %q); want a 503 naming the memory budget, with a Retry-After",
+			resp.Status, msg, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestUnassemblableJobIsRefused: a job whose result could never be
+// assembled within the memory budget is refused at submission, naming the
+// limit (a 256 KiB job of A 32768×1 by B 1×32768 has a 4 GiB C: it was
+// accepted, and each GET /result would have assembled it whole).
+func TestUnassemblableJobIsRefused(t *testing.T) {
+	c := startCoordinator(t, budget256)
+	rng := rand.New(rand.NewPCG(8, 8))
+	_, err := c.client().SubmitMatmul(context.Background(), randomTensor(rng, 2560, 1), randomTensor(rng, 1, 2048), client.SubmitOptions{})
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(apiErr.Message, "memory-budget") {
+		t.Fatalf("a job with a 20 MiB C under a 256 MiB budget: %v; want a 400 naming the memory budget", err)
+	}
+}
