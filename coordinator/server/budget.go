@@ -24,6 +24,7 @@ type budgets struct {
 	frames  budget // worker frames being read, finished or not
 	outputs budget // chunked outputs, unfinished or awaiting their Result
 	bodies  budget // HTTP request bodies (job uploads) being read
+	results budget // job results being assembled and sent
 }
 
 func newBudgets(total int64) *budgets {
@@ -32,6 +33,8 @@ func newBudgets(total int64) *budgets {
 			holder: "this address", perHolder: total / 16},
 		outputs: budget{name: "chunked outputs", limit: total / 4},
 		bodies: budget{name: "uploads being read", limit: total / 4,
+			holder: "this API key", perHolder: total / 8},
+		results: budget{name: "results being sent", limit: total / 4,
 			holder: "this API key", perHolder: total / 8},
 	}
 }
@@ -211,6 +214,24 @@ func (s *Server) readUpload(r *http.Request, body io.Reader) (tensors map[string
 		_, _ = io.Copy(io.Discard, io.LimitReader(body, s.cfg.MaxJobBytes))
 	}
 	return tensors, acct.close, err
+}
+
+// assemblyBytes is what assembling a job's result holds: its inputs and,
+// twice, its outputs (the verified shard results as the store returns
+// them, and the result put together from them).
+func assemblyBytes(inputs []*tensor.Tensor, outputs [][]int) int64 {
+	var n int64
+	for _, t := range inputs {
+		n += 4 * int64(len(t.Data))
+	}
+	for _, shape := range outputs {
+		elems := int64(1)
+		for _, d := range shape {
+			elems *= int64(d)
+		}
+		n += 2 * 4 * elems
+	}
+	return n
 }
 
 // retryAfter is the Retry-After, in seconds, of a 503 for a spent budget.

@@ -59,9 +59,12 @@ type Config struct {
 	// MemoryBudget is the memory, in bytes, the coordinator lets what peers
 	// send it hold at once (default 4 GiB): an eighth for worker frames
 	// being read, a quarter for chunked outputs awaiting their Results, a
-	// quarter for job uploads being read. One worker address holds at most
-	// half the frames share, one API key half the uploads share (so
-	// MaxJobBytes is at most an eighth). A peer that would go over is
+	// quarter for job uploads being read, a quarter for results being
+	// assembled and sent. One worker address holds at most half the frames
+	// share, one API key half the uploads share (so MaxJobBytes is at most
+	// an eighth) and half the results share (so a job whose inputs and
+	// twice its outputs exceed an eighth is refused at submission, and
+	// Planner.MaxOutputBytes is at most a sixteenth). A peer that would go over is
 	// refused with a clear error: a worker connection closes 1013 (try
 	// again later), an upload gets a 503 with a Retry-After. `neurolov serve -memory-budget` sets it, and sets the Go
 	// runtime's soft memory limit to it.
@@ -249,6 +252,11 @@ func New(cfg Config, st store.Store) *Server {
 	} else if cfg.MaxJobBytes > bud.bodies.perHolder {
 		cfg.Logger.Warn("MaxJobBytes over what one API key may hold of the memory budget's share for uploads: lowered", "asked", cfg.MaxJobBytes, "max", bud.bodies.perHolder)
 		cfg.MaxJobBytes = bud.bodies.perHolder
+	}
+	if most := float64(bud.results.perHolder / 2); cfg.Planner.MaxOutputBytes == 0 || cfg.Planner.MaxOutputBytes > most {
+		// A result is assembled in memory, twice its size (assemblyBytes):
+		// a job whose result could never be is refused at submission.
+		cfg.Planner.MaxOutputBytes = most
 	}
 	s := &Server{
 		cfg:     cfg,
