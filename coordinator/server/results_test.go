@@ -15,9 +15,10 @@ import (
 	"github.com/neurolov/neurolov/coordinator/server"
 )
 
-// budget256 is a 256 MiB memory budget, a minute's grace for slow peers.
-func budget256(cfg *server.Config) {
-	cfg.MemoryBudget = 256 << 20
+// budget160 is a 160 MiB memory budget (40 MiB for results, 20 MiB of it
+// for one key), a minute's grace for slow peers.
+func budget160(cfg *server.Config) {
+	cfg.MemoryBudget = 160 << 20
 	cfg.RateGrace = time.Minute
 }
 
@@ -69,26 +70,26 @@ func getResult(t *testing.T, c *coordinator, key, job string) *http.Response {
 
 // TestResultDownloadsShareABudget: results being assembled and sent are
 // bounded across requests (each GET /result assembled the whole output
-// in memory, outside every budget): while two keys' slow downloads of
-// 12 MiB results hold most of the budget's share, a third key's gets a
-// 503 with the budget's figures and a Retry-After.
+// in memory, outside every budget): while two keys' slow downloads of a
+// 8 MiB result hold most of the budget's share, a third key's gets a 503
+// with the budget's figures and a Retry-After.
 func TestResultDownloadsShareABudget(t *testing.T) {
-	c := startCoordinator(t, budget256)
+	c := startCoordinator(t, budget160)
 	startWorkers(t, c, 2, nil)
-	keys := []string{c.Key, c.AddKey(t, "bob"), c.AddKey(t, "carol")}
-	jobs := make([]string, len(keys))
-	for i, key := range keys {
-		jobs[i] = doneOuterProduct(t, c, key, 1536) // C: 12 MiB
-	}
+	// C: 8 MiB, more than the kernel buffers a socket (tcp_wmem's 4 MiB at
+	// most), so that a download not read stays in progress.
+	job := doneOuterProduct(t, c, c.Key, 1024)
+	// Admin keys read every job: three keys download one job.
+	keys := []string{c.Key, c.AddAdminKey(t, "ops"), c.AddAdminKey(t, "audit")}
 	for i := range 2 {
-		if resp := getResult(t, c, keys[i], jobs[i]); resp.StatusCode != http.StatusOK {
+		if resp := getResult(t, c, keys[i], job); resp.StatusCode != http.StatusOK {
 			t.Fatalf("download %d: %s", i+1, resp.Status)
 		}
 	}
-	resp := getResult(t, c, keys[2], jobs[2])
+	resp := getResult(t, c, keys[2], job)
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(msg), "memory budget") || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("a third 12 MiB result while two are being sent, under a 256 MiB budget: %s %s (Retry-After %q); want a 503 naming the memory budget, with a Retry-After",
+		t.Fatalf("a third download of an 8 MiB result while two are being sent, under a 160 MiB budget: %s %s (Retry-After %q); want a 503 naming the memory budget, with a Retry-After",
 			resp.Status, msg, resp.Header.Get("Retry-After"))
 	}
 }
@@ -98,11 +99,11 @@ func TestResultDownloadsShareABudget(t *testing.T) {
 // limit (a 256 KiB job of A 32768×1 by B 1×32768 has a 4 GiB C: it was
 // accepted, and each GET /result would have assembled it whole).
 func TestUnassemblableJobIsRefused(t *testing.T) {
-	c := startCoordinator(t, budget256)
+	c := startCoordinator(t, budget160)
 	rng := rand.New(rand.NewPCG(8, 8))
 	_, err := c.client().SubmitMatmul(context.Background(), randomTensor(rng, 2560, 1), randomTensor(rng, 1, 2048), client.SubmitOptions{})
 	var apiErr *client.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(apiErr.Message, "memory-budget") {
-		t.Fatalf("a job with a 20 MiB C under a 256 MiB budget: %v; want a 400 naming the memory budget", err)
+		t.Fatalf("a job with a 20 MiB C under a 160 MiB budget: %v; want a 400 naming the memory budget", err)
 	}
 }
