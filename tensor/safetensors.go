@@ -201,6 +201,20 @@ type entry struct {
 // exactly, with no gap, no overlap and nothing after the last one. A tensor
 // of any dtype but F32 is refused with ErrDtype.
 func ReadSafetensors(r io.Reader, maxBytes int64) (map[string]*Tensor, map[string]string, error) {
+	return ReadSafetensorsCharged(r, maxBytes, nil)
+}
+
+// ReadSafetensorsCharged is ReadSafetensors that calls hold, when not nil,
+// with the bytes each buffer it allocates adds (its copy buffer, and the
+// header and each tensor as they grow, by what they grow), before
+// allocating it: the sum is what the read holds, never more than what has
+// arrived plus as much again of the part being read, and for a whole file
+// its size less 8 plus the 32 KiB copy buffer. An error from hold ends the
+// read with that error, wrapped.
+func ReadSafetensorsCharged(r io.Reader, maxBytes int64, hold func(n int64) error) (map[string]*Tensor, map[string]string, error) {
+	if hold == nil {
+		hold = func(int64) error { return nil }
+	}
 	var lenBuf [8]byte
 	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
 		return nil, nil, fmt.Errorf("%w: reading the 8-byte header length: %w", ErrSafetensors, noEOF(err))
@@ -218,14 +232,15 @@ func ReadSafetensors(r io.Reader, maxBytes int64) (map[string]*Tensor, map[strin
 	}
 	// The header grows as it arrives: a file that claims a 100 MB header
 	// and ends costs what it sent, not the claim.
-	var header bytes.Buffer
-	if _, err := header.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
-		return nil, nil, fmt.Errorf("%w: reading the %d-byte header: %w", ErrSafetensors, n, err)
+	if err := hold(ioChunk); err != nil {
+		return nil, nil, fmt.Errorf("reading safetensors: %w", err)
 	}
-	if uint64(header.Len()) != n {
-		return nil, nil, fmt.Errorf("%w: reading the %d-byte header: %w after %d bytes", ErrSafetensors, n, io.ErrUnexpectedEOF, header.Len())
+	buf := make([]byte, ioChunk)
+	header, err := readGrowing(r, int(n), 1, buf, hold, func(dst, chunk []byte) []byte { return append(dst, chunk...) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: reading the %d-byte header: %w", ErrSafetensors, n, noEOF(err))
 	}
-	entries, metadata, err := parseHeader(header.Bytes())
+	entries, metadata, err := parseHeader(header)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -238,9 +253,8 @@ func ReadSafetensors(r io.Reader, maxBytes int64) (map[string]*Tensor, map[strin
 	}
 
 	out := make(map[string]*Tensor, len(entries))
-	buf := make([]byte, ioChunk)
 	for _, e := range entries {
-		data, err := readFloats(r, int((e.end-e.begin)/4), buf)
+		data, err := readGrowing(r, int((e.end-e.begin)/4), 4, buf, hold, appendFloats)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: reading tensor %q (bytes %d to %d of the data): %w", ErrSafetensors, e.name, e.begin, e.end, noEOF(err))
 		}
@@ -264,28 +278,43 @@ func noEOF(err error) error {
 	return err
 }
 
-// readFloats reads count little-endian float32s from r through buf,
-// growing the result only as bytes arrive, so a header that promises more
-// than the stream holds costs no more memory than twice what the stream
-// delivers. The result doubles as it grows (append's gentler growth of
-// large slices would copy and allocate about five times the tensor).
-func readFloats(r io.Reader, count int, buf []byte) ([]float32, error) {
-	data := make([]float32, 0, min(count, len(buf)/4))
+// readGrowing reads count elements of size bytes each from r through buf,
+// decoding them with appendTo, and grows the result only as bytes arrive,
+// so that a header that promises more than the stream holds costs no more
+// memory than twice what the stream delivers. The result doubles as it
+// grows (append's gentler growth of large slices would copy and allocate
+// about five times the tensor), up to count; hold is told each growth, in
+// bytes, before it is allocated.
+func readGrowing[E any](r io.Reader, count, size int, buf []byte, hold func(int64) error, appendTo func([]E, []byte) []E) ([]E, error) {
+	per := len(buf) / size
+	first := min(count, per)
+	if err := hold(int64(first * size)); err != nil {
+		return nil, err
+	}
+	data := make([]E, 0, first)
 	for len(data) < count {
-		chunk := buf[:4*min(count-len(data), len(buf)/4)]
+		chunk := buf[:size*min(count-len(data), per)]
 		if _, err := io.ReadFull(r, chunk); err != nil {
 			return nil, err
 		}
-		if need := len(data) + len(chunk)/4; need > cap(data) {
-			grown := make([]float32, len(data), min(count, max(2*cap(data), need)))
-			copy(grown, data)
-			data = grown
+		if need := len(data) + len(chunk)/size; need > cap(data) {
+			grown := min(count, max(2*cap(data), need))
+			if err := hold(int64((grown - cap(data)) * size)); err != nil {
+				return nil, err
+			}
+			data = append(make([]E, 0, grown), data...)
 		}
-		for i := 0; i < len(chunk); i += 4 {
-			data = append(data, math.Float32frombits(binary.LittleEndian.Uint32(chunk[i:])))
-		}
+		data = appendTo(data, chunk)
 	}
 	return data, nil
+}
+
+// appendFloats appends the little-endian float32s of chunk to data.
+func appendFloats(data []float32, chunk []byte) []float32 {
+	for i := 0; i < len(chunk); i += 4 {
+		data = append(data, math.Float32frombits(binary.LittleEndian.Uint32(chunk[i:])))
+	}
+	return data
 }
 
 // parseHeader decodes the JSON header into tensor entries and metadata.

@@ -470,3 +470,42 @@ func TestHeaderAllocatedAsItArrives(t *testing.T) {
 		t.Fatalf("a %d-byte file allocated %d bytes: the header was allocated at its claimed size", len(claim), got)
 	}
 }
+
+// TestReadSafetensorsChargedHoldsWhatArrived: the bytes a read is told it
+// holds are, for a whole file, its size less the 8-byte length plus the
+// copy buffer; for a file cut short, at most twice what arrived plus that
+// buffer, whatever its header claims; and a refusal ends the read.
+func TestReadSafetensorsChargedHoldsWhatArrived(t *testing.T) {
+	var file bytes.Buffer
+	big := New(300, 1000) // 1.2 MB
+	if err := WriteSafetensors(&file, map[string]*Tensor{"a": New(3), "big": big}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var held int64
+	hold := func(n int64) error { held += n; return nil }
+	if _, _, err := ReadSafetensorsCharged(bytes.NewReader(file.Bytes()), 1<<30, hold); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(file.Len()) - 8 + ioChunk; held != want {
+		t.Errorf("whole file of %d bytes: held %d, want %d", file.Len(), held, want)
+	}
+	for _, cut := range []int{100, 300_000, 700_000} {
+		held = 0
+		if _, _, err := ReadSafetensorsCharged(bytes.NewReader(file.Bytes()[:cut]), 1<<30, hold); err == nil {
+			t.Fatalf("a file cut at %d bytes was read", cut)
+		}
+		if held > 2*int64(cut)+ioChunk {
+			t.Errorf("a file cut at %d bytes held %d, over twice what arrived plus the buffer", cut, held)
+		}
+	}
+	refused := errors.New("refused")
+	_, _, err := ReadSafetensorsCharged(bytes.NewReader(file.Bytes()), 1<<30, func(n int64) error {
+		if n > 100_000 {
+			return refused
+		}
+		return nil
+	})
+	if !errors.Is(err, refused) {
+		t.Errorf("a refused hold: %v, want the refusal", err)
+	}
+}

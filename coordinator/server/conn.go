@@ -55,6 +55,11 @@ type conn struct {
 	closeMu sync.Once
 	// closeDone is closed once a closeWith has finished closing.
 	closeDone chan struct{}
+	// pingMu guards pinger, the timer that pings the worker, and
+	// pingStopped, set when the connection ends (see ping).
+	pingMu      sync.Mutex
+	pinger      *time.Timer
+	pingStopped bool
 }
 
 // enqueue queues m for the writer, which is woken when the loop has
@@ -107,9 +112,9 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Accept wrote the HTTP error
 	}
-	ws.SetReadLimit(handshakeFrameSize)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{b: &s.budgets.frames}, out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	c := &conn{srv: s, ws: ws, pc: hw.pc, frame: frameBuf{acct: account{b: &s.budgets.frames, reserve: frameReserve}}, out: wsio.NewOutbox(), ctx: ctx, cancel: cancel, closeDone: make(chan struct{})}
+	c.setReadLimit(handshakeFrameSize)
 	if err := s.handshake(ctx, c); err != nil {
 		s.log.Info("worker handshake failed", "remote", r.RemoteAddr, "err", err)
 		code, reason := statusBadFrame, err.Error()
@@ -126,7 +131,8 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		return
 	}
-	ws.SetReadLimit(protocol.MaxFrameSize)
+	c.setReadLimit(protocol.MaxFrameSize)
+	c.frame.acct.holder = c.addr.String() // its frames past the reserve are charged to its address
 	c.startWriter()
 	if err := s.request(event{kind: evJoin, conn: c}); err != nil {
 		c.closeWith(statusGoingAway, "coordinator shutting down")
@@ -135,7 +141,7 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("worker joined", "address", c.addr, "backend", c.caps.Backend, "device", c.caps.Device, "gflops", c.caps.GFLOPS)
-	time.AfterFunc(s.cfg.PingEvery, c.ping)
+	c.startPinging()
 	// The reader goes on in a goroutine of its own, and this handler
 	// returns: net/http's goroutine, its stack grown by the handshake, ends.
 	go c.serve()
@@ -143,7 +149,9 @@ func (s *Server) ServeWorker(w http.ResponseWriter, r *http.Request) {
 
 // handshakeFrameSize bounds a frame before the handshake has completed
 // (Hello, Auth and Capabilities are small): an unauthenticated peer
-// cannot make the coordinator read a 16 MiB frame.
+// cannot make the coordinator read a 16 MiB frame, and its frames fit the
+// connection's frameReserve, so that a spent frames budget never keeps a
+// worker from joining.
 const handshakeFrameSize = 64 << 10
 
 // serve reads the joined connection's frames until it ends, then closes
@@ -151,6 +159,7 @@ const handshakeFrameSize = 64 << 10
 func (c *conn) serve() {
 	s := c.srv
 	defer c.cancel()
+	defer c.stopPinging()
 	err := c.readLoop()
 	switch {
 	case errors.Is(err, io.EOF) || websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil:
@@ -199,18 +208,34 @@ const chunkedOutputBytes = 16 * protocol.MaxFrameSize
 const maxQueuedTensorBytes = 1 << 30
 
 // readFrame reads one binary message into c.frame, charged to the frames
-// budget, enforcing the frame limit; the caller calls c.frame.release once
-// it has decoded the frame (readFrame does on an error).
-func (c *conn) readFrame(ctx context.Context) ([]byte, error) {
-	frame, err := wsio.ReadFrameWith(ctx, c.ws, nil, c.pc.startMessage, c.frame.grow)
-	c.pc.endMessage()
+// budget (see frameBuf), enforcing the frame limit; the caller calls
+// c.frame.release once it has decoded the frame (readFrame does on an
+// error).
+func (c *conn) readFrame(ctx context.Context) (frame []byte, err error) {
+	defer func() {
+		c.pc.endMessage()
+		if err != nil {
+			c.frame.release()
+			if isTooBig(err) {
+				err = fmt.Errorf("%w: %v", errTooBig, err)
+			}
+		}
+	}()
+	typ, r, err := c.ws.Reader(ctx)
 	if err != nil {
-		c.frame.release()
+		return nil, err
 	}
-	if err != nil && isTooBig(err) {
-		return nil, fmt.Errorf("%w: %v", errTooBig, err)
+	c.pc.startMessage()
+	if typ != websocket.MessageBinary {
+		return nil, wsio.ErrText
 	}
-	return frame, err
+	return c.frame.read(r)
+}
+
+// setReadLimit bounds the frames c reads to n bytes.
+func (c *conn) setReadLimit(n int) {
+	c.ws.SetReadLimit(int64(n))
+	c.frame.limit = n
 }
 
 func isTooBig(err error) bool {
@@ -440,6 +465,22 @@ func (c *conn) outputs(done map[[32]byte]*tensor.Tensor, refs []protocol.TensorR
 	return outs, freed, nil
 }
 
+// startPinging arms the timer that pings the worker every PingEvery.
+func (c *conn) startPinging() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	c.pinger = time.AfterFunc(c.srv.cfg.PingEvery, c.ping)
+}
+
+// stopPinging stops the ping timer for good once the connection has ended:
+// the timer holds the connection, so a dead one is not kept until it fires.
+func (c *conn) stopPinging() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	c.pingStopped = true
+	c.pinger.Stop()
+}
+
 // ping pings the worker, and again PingEvery after each answer, from a
 // timer (no goroutine waits between pings); a worker that does not answer
 // within PingTimeout (a laptop lid closed, a network gone without a FIN)
@@ -461,7 +502,11 @@ func (c *conn) ping() {
 		}
 		return
 	}
-	time.AfterFunc(c.srv.cfg.PingEvery, c.ping)
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	if !c.pingStopped {
+		c.pinger.Reset(c.srv.cfg.PingEvery)
+	}
 }
 
 // startWriter makes c's outbox write on demand: a writer goroutine runs

@@ -9,7 +9,7 @@
 // addresses.
 //
 // Each worker connection has a reader goroutine, which decodes frames
-// (protocol.Decoder, pooled buffers released between frames) and hands each
+// (protocol.Decoder, buffers released between frames) and hands each
 // frame's events to the loop as one batch; a writer goroutine, started when
 // messages wait and ended when none do, which packs every queued message
 // into as few frames as fit (coder/websocket flushes each Write, so
@@ -41,8 +41,25 @@
 // In memory, Config.MemoryBudget (`serve -memory-budget`) is shared by all
 // connections and requests: an eighth for worker frames being read, a
 // quarter for chunked outputs awaiting their Results, a quarter for request
-// bodies being read; a peer over its kind's share is refused (worker: close
-// 1013 with the figures; upload: 503), never left to exhaust the process.
+// bodies being read, a quarter for results being assembled and sent; a
+// peer over its kind's share is refused (worker: close 1013 with the
+// figures; upload or download: 503 and a Retry-After), never left to
+// exhaust the process.
+// A worker frame is charged as it arrives (framebuf.go: in segments, never
+// much more than what was sent), and only past a reserve of 64 KiB per
+// connection that no budget charges, so that however much of the budget
+// others hold, handshakes, heartbeats and small results go through: a
+// worker is closed 1013 only when its own large message does not fit. One
+// worker address may hold at most half the frames share (identities are
+// free, but an attacker must spend them). A job upload is charged what the
+// safetensors reader allocates, as it allocates it (tensor.
+// ReadSafetensorsCharged), never the length it claims, past a 64 KiB
+// reserve, and one API key holds at most half the uploads share (so
+// Config.MaxJobBytes is at most an eighth of the budget). A result
+// download holds its job's inputs and twice its outputs (assemblyBytes)
+// from its assembly until it is written, one API key at most half the
+// results share; a job whose result would need more is refused at
+// submission (400), and Planner.MaxOutputBytes is lowered to match.
 //
 // Large tensors (weights, wide B tiles) travel once per connection as
 // TensorData chunks and are then named by content hash; a worker that lost

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"log/slog"
+	"runtime"
+	"weak"
 
 	"github.com/neurolov/neurolov/coordinator/planner"
 	"github.com/neurolov/neurolov/coordinator/scheduler"
@@ -89,4 +91,21 @@ func panicHook(stage string, match func(kernel string, inputs []*tensor.Tensor) 
 // BudgetUsed returns the bytes charged to each budget.
 func BudgetUsed(s *Server) (frames, outputs, bodies int64) {
 	return s.budgets.frames.Used(), s.budgets.outputs.Used(), s.budgets.bodies.Used()
+}
+
+// ConnsCollected returns, for each worker connection s holds now, a
+// function that collects and reports whether the connection has been
+// freed (it holds only a weak pointer to it).
+func ConnsCollected(s *Server) ([]func() bool, error) {
+	var ptrs []weak.Pointer[conn]
+	err := s.call(context.Background(), func() {
+		for _, c := range s.conns {
+			ptrs = append(ptrs, weak.Make(c))
+		}
+	})
+	fns := make([]func() bool, len(ptrs))
+	for i, p := range ptrs {
+		fns[i] = func() bool { runtime.GC(); return p.Value() == nil }
+	}
+	return fns, err
 }

@@ -40,7 +40,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /{$}", s.cfg.Pages)
 		mux.Handle("GET /static/", s.cfg.Pages)
 	}
-	return s.paceRequests(s.chargeBodies(mux))
+	return s.paceRequests(mux)
 }
 
 // The JSON of the API is the SDK's: client.JobStatus, client.WorkerStatus
@@ -143,11 +143,12 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		replication = n
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxJobBytes)
-	tensors, _, err := tensor.ReadSafetensors(body, s.cfg.MaxJobBytes)
+	tensors, release, err := s.readUpload(r, body)
+	defer release()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.Is(err, ErrBudget) {
-			writeError(w, http.StatusServiceUnavailable, "%s", budgetReason(err))
+			writeBudget(w, err)
 			return
 		}
 		if errors.Is(err, errSlow) {
@@ -188,10 +189,16 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%s takes tensors %s; unexpected: %s", kernel, strings.Join(names, ", "), strings.Join(extra, ", "))
 		return
 	}
-	if _, err := shaders.OutputShapes(kernel, inputs); err != nil {
+	outShapes, err := shaders.OutputShapes(kernel, inputs)
+	if err != nil {
 		// The one shape rule (empty and degenerate shapes included),
 		// before the data is scanned or anything planned.
 		writeError(w, http.StatusBadRequest, "%s job refused: %v", kernel, err)
+		return
+	}
+	if need, most := assemblyBytes(inputs, outShapes), s.budgets.results.perHolder; need > most {
+		writeError(w, http.StatusBadRequest, "%s job refused: assembling its result would take %d MiB, over the %d MiB a key may hold of the memory budget's share for results: split the job or raise serve -memory-budget",
+			kernel, (need+1<<20-1)>>20, most>>20)
 		return
 	}
 	for i, t := range inputs {
@@ -313,7 +320,13 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "%s", msg)
 		return
 	}
-	outs, err := s.assemble(r.Context(), rec)
+	acct := &account{b: &s.budgets.results, holder: caller(r).ID()}
+	defer acct.close() // once the result is written
+	outs, err := s.assemble(r.Context(), rec, acct)
+	if errors.Is(err, ErrBudget) {
+		writeBudget(w, err)
+		return
+	}
 	if errors.Is(err, ErrClosed) {
 		writeClosed(w)
 		return
@@ -334,12 +347,21 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) {
 }
 
 // assemble puts a job's verified shard outputs back together, named as the
-// API documents (matmul: C; mlp-infer: Z1..ZL). A panic in it is an error
-// wrapping ErrInternal (logged at Error with its stack).
-func (s *Server) assemble(ctx context.Context, rec store.JobRecord) (_ map[string]*tensor.Tensor, err error) {
+// API documents (matmul: C; mlp-infer: Z1..ZL), holding what that takes
+// (assemblyBytes) on acct: charged once the inputs are loaded, before the
+// results are, and refused with ErrBudget when it does not fit. A panic in
+// it is an error wrapping ErrInternal (logged at Error with its stack).
+func (s *Server) assemble(ctx context.Context, rec store.JobRecord, acct *account) (_ map[string]*tensor.Tensor, err error) {
 	defer catch(s.log, &err, "assembly", "job", rec.ID)
 	inputs, err := s.store.JobInputs(ctx, rec.ID)
 	if err != nil {
+		return nil, err
+	}
+	shapes, err := shaders.OutputShapes(rec.Kernel, inputs)
+	if err != nil {
+		return nil, err
+	}
+	if err := acct.hold(assemblyBytes(inputs, shapes)); err != nil {
 		return nil, err
 	}
 	s.faults.at("assemble", rec.Kernel, inputs)

@@ -1,10 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/neurolov/neurolov/coordinator/server"
 	"github.com/neurolov/neurolov/protocol"
 )
 
@@ -13,7 +17,9 @@ import (
 // writer, pinger — and with the hijacked connection's buffers about 38 KiB;
 // `neurolov bench conns` measures the bytes).
 func TestIdleWorkerCostsOneGoroutine(t *testing.T) {
-	c := startCoordinator(t, nil)
+	// No pings while it counts: the raw workers never read, so a ping
+	// would hold a goroutine (dials take long on a loaded machine).
+	c := startCoordinator(t, func(cfg *server.Config) { cfg.PingEvery = time.Hour })
 	const n = 50
 	base := runtime.NumGoroutine()
 	for range n {
@@ -33,6 +39,33 @@ func TestIdleWorkerCostsOneGoroutine(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d goroutines for %d idle workers, want about one each", extra, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestEndedWorkerIsFreed: a worker connection that has ended is freed, its
+// ping timer stopped (each timer held its connection, buffers and all,
+// until PingEvery after the end).
+func TestEndedWorkerIsFreed(t *testing.T) {
+	c := startCoordinator(t, func(cfg *server.Config) { cfg.PingEvery = time.Hour })
+	raw := dialRaw(t, c)
+	if err := heartbeat(raw, 1); err != nil { // joined
+		t.Fatal(err)
+	}
+	freed, err := server.ConnsCollected(c.srv)
+	if err != nil || len(freed) != 1 {
+		t.Fatalf("%d connections, %v; want the one", len(freed), err)
+	}
+	_ = raw.ws.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, "the worker to leave", func() bool {
+		_, n, err := c.srv.Stats(context.Background())
+		return err == nil && n == 0
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !freed[0]() {
+		if time.Now().After(deadline) {
+			t.Fatal("an ended worker connection was still held 10 s after it left")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

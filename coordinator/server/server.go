@@ -45,7 +45,9 @@ type Config struct {
 	ReplanHeavy bool
 	// Window is the number of leases granted to each worker (default 8).
 	Window int
-	// MaxJobBytes bounds an uploaded job body (default 1 GiB).
+	// MaxJobBytes bounds an uploaded job body (default, and at most, what
+	// one API key may hold of the uploads share: an eighth of
+	// MemoryBudget, 512 MiB by default).
 	MaxJobBytes int64
 	// InlineBytes: tensors up to this size travel inside Assign messages;
 	// larger ones travel once per connection as TensorData chunks and are
@@ -60,10 +62,14 @@ type Config struct {
 	// MemoryBudget is the memory, in bytes, the coordinator lets what peers
 	// send it hold at once (default 4 GiB): an eighth for worker frames
 	// being read, a quarter for chunked outputs awaiting their Results, a
-	// quarter for job uploads being read (so MaxJobBytes is at most a
-	// quarter). A peer that would go over is refused with a clear error:
-	// a worker connection closes 1013 (try again later), an upload gets a
-	// 503. `neurolov serve -memory-budget` sets it, and sets the Go
+	// quarter for job uploads being read, a quarter for results being
+	// assembled and sent. One worker address holds at most half the frames
+	// share, one API key half the uploads share (so MaxJobBytes is at most
+	// an eighth) and half the results share (so a job whose inputs and
+	// twice its outputs exceed an eighth is refused at submission, and
+	// Planner.MaxOutputBytes is at most a sixteenth). A peer that would go over is
+	// refused with a clear error: a worker connection closes 1013 (try
+	// again later), an upload gets a 503 with a Retry-After. `neurolov serve -memory-budget` sets it, and sets the Go
 	// runtime's soft memory limit to it.
 	MemoryBudget int64
 	// SpotChecks is the number of output elements recomputed exactly per
@@ -115,9 +121,6 @@ func (c *Config) defaults() {
 	}
 	if c.Window <= 0 {
 		c.Window = 8
-	}
-	if c.MaxJobBytes <= 0 {
-		c.MaxJobBytes = 1 << 30
 	}
 	if c.InlineBytes <= 0 {
 		c.InlineBytes = 256 << 10
@@ -247,9 +250,16 @@ func New(cfg Config, st store.Store) *Server {
 		cfg.InlineBytes = MaxInlineBytes
 	}
 	bud := newBudgets(cfg.MemoryBudget)
-	if cfg.MaxJobBytes > bud.bodies.limit {
-		cfg.Logger.Warn("MaxJobBytes over the memory budget's share for uploads: lowered", "asked", cfg.MaxJobBytes, "max", bud.bodies.limit)
-		cfg.MaxJobBytes = bud.bodies.limit
+	if cfg.MaxJobBytes <= 0 {
+		cfg.MaxJobBytes = bud.bodies.perHolder
+	} else if cfg.MaxJobBytes > bud.bodies.perHolder {
+		cfg.Logger.Warn("MaxJobBytes over what one API key may hold of the memory budget's share for uploads: lowered", "asked", cfg.MaxJobBytes, "max", bud.bodies.perHolder)
+		cfg.MaxJobBytes = bud.bodies.perHolder
+	}
+	if most := float64(bud.results.perHolder / 2); cfg.Planner.MaxOutputBytes == 0 || cfg.Planner.MaxOutputBytes > most {
+		// A result is assembled in memory, twice its size (assemblyBytes):
+		// a job whose result could never be is refused at submission.
+		cfg.Planner.MaxOutputBytes = most
 	}
 	s := &Server{
 		cfg:     cfg,

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"io"
@@ -242,6 +243,13 @@ type rawWorker struct {
 
 func dialRaw(t *testing.T, c *coordinator) *rawWorker {
 	t.Helper()
+	key, _ := identity.NewKey()
+	return dialRawKey(t, c, key)
+}
+
+// dialRawKey is dialRaw as the identity of key.
+func dialRawKey(t *testing.T, c *coordinator, key *ecdsa.PrivateKey) *rawWorker {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, c.wsURL(), nil)
@@ -249,7 +257,6 @@ func dialRaw(t *testing.T, c *coordinator) *rawWorker {
 		t.Fatal(err)
 	}
 	ws.SetReadLimit(protocol.MaxFrameSize)
-	key, _ := identity.NewKey()
 	signer := identity.NewKeySigner(key)
 	r := &rawWorker{t: t, ws: ws}
 	r.send(&protocol.Hello{Version: protocol.Version, Address: signer.Address(), Agent: "raw"})

@@ -29,15 +29,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	domain := fs.String("domain", "", "domain workers sign for (default: the listen address)")
 	window := fs.Int("window", 8, "leases granted to each worker (prefetch)")
 	logLevel := fs.String("log", "info", "log level: debug, info, warn, error")
-	maxJobBytes := fs.Int64("max-job-bytes", 1<<30, "largest job upload accepted, in bytes (at most a quarter of -memory-budget)")
-	memoryBudget := fs.Int64("memory-budget", 4<<30, "memory, in bytes, for what peers send at once (frames 1/8, chunked outputs 1/4, uploads 1/4; over it they are refused) and the Go soft memory limit")
+	maxJobBytes := fs.Int64("max-job-bytes", 0, "largest job upload accepted, in bytes (default, and at most, an eighth of -memory-budget: what one API key may hold of the uploads share)")
+	memoryBudget := fs.Int64("memory-budget", 4<<30, "memory, in bytes, for what peers send at once (frames 1/8, chunked outputs 1/4, uploads 1/4, results 1/4; over it they are refused) and the Go soft memory limit")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS and wss with; needs -tls-key. Browsers give WebGPU and cross-origin isolation only to a secure context: HTTPS, or localhost")
 	tlsKey := fs.String("tls-key", "", "PEM private key of -tls-cert")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *maxJobBytes < 1 {
-		return fmt.Errorf("%w: -max-job-bytes %d: want a positive size", ErrUsage, *maxJobBytes)
+	if *maxJobBytes < 0 {
+		return fmt.Errorf("%w: -max-job-bytes %d: want a positive size (or 0: the default)", ErrUsage, *maxJobBytes)
 	}
 	if *memoryBudget < 64<<20 {
 		return fmt.Errorf("%w: -memory-budget %d: want at least 64 MiB", ErrUsage, *memoryBudget)
