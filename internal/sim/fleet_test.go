@@ -53,22 +53,10 @@ var ringAttacks = []struct {
 // worker banned, and every member that cheated caught.
 func TestRingsLeaveNothingWrong(t *testing.T) {
 	for _, attack := range ringAttacks {
-		for seed := uint64(1); seed <= 2; seed++ {
-			rep, err := sim.RunFleet(sim.FleetConfig{
-				Fleet: sim.RingFleet(attack.honest, attack.ring, seed), Shards: 200,
-				MatmulK: 64, Rejoins: 0, Burst: 8, Seed: seed,
-				Compute: shaders.Reference, Checker: server.NewChecker(2),
-			})
-			if err != nil {
-				t.Errorf("%s, seed %d: %v (%d honest workers banned, %d caught)", attack.name, seed, err, rep.HonestBanned, rep.Caught)
-				continue
-			}
-			if rep.WrongLeft != 0 || rep.HonestBanned != 0 || rep.Uncaught != 0 || rep.JobsFailed != 0 {
-				t.Errorf("%s, seed %d: %d wrong results left, %d honest workers banned, %d of %d cheating members never caught, %d jobs failed %v",
-					attack.name, seed, rep.WrongLeft, rep.HonestBanned, rep.Uncaught, rep.Cheaters, rep.JobsFailed, rep.FailReasons)
-			}
-			if rep.Cheaters == 0 {
-				t.Errorf("%s, seed %d: the ring never cheated", attack.name, seed)
+		rep := runRing(t, attack.name, attack.honest, attack.ring)
+		for seed, r := range rep {
+			if r != nil && r.Cheaters == 0 {
+				t.Errorf("%s, seed %d: the ring never cheated", attack.name, seed+1)
 			}
 		}
 	}
@@ -89,20 +77,33 @@ func TestDecoyRingsLeaveNothingWrong(t *testing.T) {
 	}{"patient, rarely lying", 2, sim.Ring{Members: 4, Rate: 0.1, Elements: 4, Factor: 60, After: 15}})
 	for _, attack := range attacks {
 		attack.ring.Decoys = 64
-		for seed := uint64(1); seed <= 2; seed++ {
-			rep, err := sim.RunFleet(sim.FleetConfig{
-				Fleet: sim.RingFleet(attack.honest, attack.ring, seed), Shards: 200,
-				MatmulK: 64, Rejoins: 0, Burst: 8, Seed: seed,
-				Compute: shaders.Reference, Checker: server.NewChecker(2),
-			})
-			if err != nil {
-				t.Errorf("%s, seed %d: %v (%d honest workers banned, %d caught)", attack.name, seed, err, rep.HonestBanned, rep.Caught)
-				continue
-			}
-			if rep.WrongLeft != 0 || rep.HonestBanned != 0 || rep.Uncaught != 0 || rep.JobsFailed != 0 {
-				t.Errorf("%s, seed %d: %d wrong results left, %d honest workers banned, %d of %d cheating members never caught, %d jobs failed %v",
-					attack.name, seed, rep.WrongLeft, rep.HonestBanned, rep.Uncaught, rep.Cheaters, rep.JobsFailed, rep.FailReasons)
-			}
-		}
+		runRing(t, attack.name+", with decoys", attack.honest, attack.ring)
 	}
+}
+
+// runRing runs ring beside honest workers on 200 shards for seeds 1 and
+// 2, and fails t if a run leaves a wrong result, bans an honest worker,
+// leaves a cheating member uncaught or fails a job. It returns each
+// seed's report (nil where the run stalled).
+func runRing(t *testing.T, name string, honest int, ring sim.Ring) []*sim.FleetReport {
+	t.Helper()
+	var reps []*sim.FleetReport
+	for seed := uint64(1); seed <= 2; seed++ {
+		rep, err := sim.RunFleet(sim.FleetConfig{
+			Fleet: sim.RingFleet(honest, ring, seed), Shards: 200,
+			MatmulK: 64, Rejoins: 0, Burst: 8, Seed: seed,
+			Compute: shaders.Reference, Checker: server.NewChecker(2),
+		})
+		if err != nil {
+			t.Errorf("%s, seed %d: %v (%d honest workers banned, %d caught)", name, seed, err, rep.HonestBanned, rep.Caught)
+			reps = append(reps, nil)
+			continue
+		}
+		if rep.WrongLeft != 0 || rep.HonestBanned != 0 || rep.Uncaught != 0 || rep.JobsFailed != 0 {
+			t.Errorf("%s, seed %d: %d wrong results left, %d honest workers banned, %d of %d cheating members never caught, %d jobs failed %v",
+				name, seed, rep.WrongLeft, rep.HonestBanned, rep.Uncaught, rep.Cheaters, rep.JobsFailed, rep.FailReasons)
+		}
+		reps = append(reps, &rep)
+	}
+	return reps
 }
