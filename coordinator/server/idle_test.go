@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -30,18 +31,12 @@ func TestIdleWorkerCostsOneGoroutine(t *testing.T) {
 			}
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		extra := runtime.NumGoroutine() - base
-		if extra <= n+n/10 {
-			t.Logf("%d goroutines for %d idle workers", extra, n)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines for %d idle workers, want about one each", extra, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	extra := 0
+	waitFor(t, fmt.Sprintf("about one goroutine for each of %d idle workers", n), func() bool {
+		extra = runtime.NumGoroutine() - base
+		return extra <= n+n/10
+	})
+	t.Logf("%d goroutines for %d idle workers", extra, n)
 }
 
 // TestEndedWorkerIsFreed: a worker connection that has ended is freed, its
@@ -62,11 +57,5 @@ func TestEndedWorkerIsFreed(t *testing.T) {
 		_, n, err := c.srv.Stats(context.Background())
 		return err == nil && n == 0
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !freed[0]() {
-		if time.Now().After(deadline) {
-			t.Fatal("an ended worker connection was still held 10 s after it left")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the ended worker connection to be freed", freed[0])
 }
