@@ -150,21 +150,17 @@ func (m *Memory) Job(ctx context.Context, id string) (JobRecord, error) {
 
 // Jobs implements Store.
 func (m *Memory) Jobs(ctx context.Context, limit int) ([]JobRecord, error) {
-	const op = "jobs"
-	if err := m.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed.Load() {
-		return nil, fmt.Errorf("%w: %s", ErrClosed, op)
-	}
-	return newestFirst(m.order, limit), nil
+	return m.listJobs(ctx, "jobs", limit, func() []*memJob { return m.order })
 }
 
 // JobsOwnedBy implements Store.
 func (m *Memory) JobsOwnedBy(ctx context.Context, owner string, limit int) ([]JobRecord, error) {
-	const op = "jobs owned by"
+	return m.listJobs(ctx, "jobs owned by", limit, func() []*memJob { return m.owned[owner] })
+}
+
+// listJobs returns the newest limit jobs of those jobs lists, read under
+// the store's read lock.
+func (m *Memory) listJobs(ctx context.Context, op string, limit int, jobs func() []*memJob) ([]JobRecord, error) {
 	if err := m.begin(ctx, op); err != nil {
 		return nil, err
 	}
@@ -173,7 +169,7 @@ func (m *Memory) JobsOwnedBy(ctx context.Context, owner string, limit int) ([]Jo
 	if m.closed.Load() {
 		return nil, fmt.Errorf("%w: %s", ErrClosed, op)
 	}
-	return newestFirst(m.owned[owner], limit), nil
+	return newestFirst(jobs(), limit), nil
 }
 
 // newestFirst copies up to limit records (all when limit <= 0) of jobs,
