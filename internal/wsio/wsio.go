@@ -39,22 +39,9 @@ var ErrText = fmt.Errorf("%w: text message; frames are binary", protocol.ErrMalf
 // ReadFrame reads one binary message into buf (reused; grown as needed)
 // and returns it. The connection's read limit bounds its size.
 func ReadFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, error) {
-	return ReadFrameWith(ctx, ws, buf, nil, nil)
-}
-
-// ReadFrameWith reads one binary message like ReadFrame, with two hooks
-// (either may be nil): started runs once the message's first frame header
-// has arrived (before any of its payload is read), and grow returns a
-// buffer holding buf's contents with room for at least need bytes, or an
-// error that ends the read (a memory budget refusing, say). Without grow
-// the buffer grows as append grows it.
-func ReadFrameWith(ctx context.Context, ws *websocket.Conn, buf []byte, started func(), grow func(buf []byte, need int) ([]byte, error)) ([]byte, error) {
 	typ, r, err := ws.Reader(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if started != nil {
-		started()
 	}
 	if typ != websocket.MessageBinary {
 		return nil, ErrText
@@ -62,11 +49,7 @@ func ReadFrameWith(ctx context.Context, ws *websocket.Conn, buf []byte, started 
 	buf = buf[:0]
 	for {
 		if len(buf) == cap(buf) {
-			if grow == nil {
-				buf = append(buf, 0)[:len(buf)]
-			} else if buf, err = grow(buf, len(buf)+1); err != nil {
-				return nil, err
-			}
+			buf = append(buf, 0)[:len(buf)]
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
